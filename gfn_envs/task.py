@@ -1,0 +1,203 @@
+"""The batched task contract: a GFlowNet construction task as a pointed DAG.
+
+A task owns the whole combinatorial structure of a GFlowNet problem and works on *batches* of states,
+tensors with a leading batch dimension, with no Python loop over the batch. The Gymnasium adapters in
+:mod:`gfn_envs.env`, the reward wrappers, the agents and the exact evaluator are all views of one task,
+so a mask, a transition or a reward is computed in exactly one place.
+
+Conventions
+-----------
+* States are integer tensors ``[B, *state_shape]``. ``s0`` is the source of the DAG.
+* Forward actions are ``0 .. n_actions - 1``; the **last one is exit** (``exit_action``). Exit moves a
+  terminal object x to the sink s_f; it is legal exactly in the states that are terminal objects.
+* Backward actions are ``0 .. n_backward_actions - 1``; they never include exit.
+* ``step(s, a)`` applies non-exit forward actions, ``backward_step(s', b)`` applies backward actions.
+  ``backward_action(s, a)`` is the backward action at ``step(s, a)`` that undoes ``a``, and
+  ``forward_action(s', b)`` is the forward action at ``backward_step(s', b)`` that leads back to s'.
+* ``log_reward(x)`` is log R(x) of terminal objects; ``encode(s)`` is the float observation a policy sees.
+* ``max_length`` bounds the number of forward actions of any complete trajectory, exit included.
+* The DAG is *graded* when every path from s0 to s has the same length; the exact evaluator does not
+  need that, but every task shipped here has it.
+
+Enumerable tasks also give ``all_states()`` (every state, parents before children), ``state_index``
+(the position of a state in that list) and ``terminal_states()``; the target P*(x) = R(x)/Z* and
+log Z* then follow.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from gfn_envs.guides import Guide
+
+
+class IllegalActionError(ValueError):
+    """An action was taken where the task's mask forbids it."""
+
+
+class Task(ABC):
+    """A GFlowNet construction task: a pointed DAG over batches of integer states.
+
+    Subclasses set ``state_shape``, ``n_actions``, ``n_backward_actions``, ``obs_dim`` and
+    ``max_length`` in their constructor, and implement the abstract methods. Methods never modify
+    their inputs.
+    """
+
+    state_shape: tuple[int, ...]
+    n_actions: int
+    n_backward_actions: int
+    obs_dim: int
+    max_length: int
+    obs_low: float = 0.0
+    obs_high: float = 1.0
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self._enumeration: dict[str, Tensor] | None = None
+
+    # ----------------------------------------------------------------- structure
+    @property
+    def exit_action(self) -> int:
+        """Index of the exit action, always the last forward action."""
+        return self.n_actions - 1
+
+    @abstractmethod
+    def s0(self, batch_size: int) -> Tensor:
+        """``batch_size`` copies of the source state."""
+
+    def is_initial(self, states: Tensor) -> Tensor:
+        """Bool ``[B]``: which states equal s0."""
+        return (states == self.s0(1)).flatten(1).all(dim=1)
+
+    @abstractmethod
+    def forward_mask(self, states: Tensor) -> Tensor:
+        """Bool ``[B, n_actions]``: legal forward actions, exit included."""
+
+    @abstractmethod
+    def backward_mask(self, states: Tensor) -> Tensor:
+        """Bool ``[B, n_backward_actions]``: legal backward actions (none at s0)."""
+
+    def is_terminal(self, states: Tensor) -> Tensor:
+        """Bool ``[B]``: which states are terminal objects (exit is legal there)."""
+        return self.forward_mask(states)[:, self.exit_action]
+
+    @abstractmethod
+    def step(self, states: Tensor, actions: Tensor) -> Tensor:
+        """Children reached by the non-exit forward ``actions`` (long ``[B]``)."""
+
+    @abstractmethod
+    def backward_step(self, states: Tensor, actions: Tensor) -> Tensor:
+        """Parents reached by the backward ``actions`` (long ``[B]``)."""
+
+    @abstractmethod
+    def backward_action(self, states: Tensor, actions: Tensor) -> Tensor:
+        """The backward action at ``step(states, actions)`` that returns to ``states``."""
+
+    @abstractmethod
+    def forward_action(self, states: Tensor, actions: Tensor) -> Tensor:
+        """The forward action at ``backward_step(states, actions)`` that returns to ``states``."""
+
+    @abstractmethod
+    def log_reward(self, states: Tensor) -> Tensor:
+        """Float ``[B]``: log R(x) of terminal objects."""
+
+    @abstractmethod
+    def encode(self, states: Tensor) -> Tensor:
+        """Float32 ``[B, obs_dim]``: the observation of each state."""
+
+    def sample_terminal(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` terminal objects drawn by a uniform random walk over legal forward actions.
+
+        Used to start backward episodes when no object is given. Enumerable tasks could draw
+        uniformly instead, but a walk works for every task.
+        """
+        states = self.s0(n)
+        out = states.clone()
+        done = torch.zeros(n, dtype=torch.bool, device=self.device)
+        for _ in range(self.max_length):
+            mask = self.forward_mask(states)
+            probs = mask.float()
+            actions = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            exits = actions == self.exit_action
+            newly = exits & ~done
+            out[newly] = states[newly]
+            done |= exits
+            if bool(done.all()):
+                return out
+            live = ~done
+            states = states.clone()
+            states[live] = self.step(states[live], actions[live])
+        raise RuntimeError("a trajectory exceeded max_length; the task's masks are inconsistent")
+
+    def default_guide(self) -> Guide | None:
+        """The guided distribution P_G that RL-G uses on this task, or None if it has none."""
+        return None
+
+    def validate_states(self, states: Tensor, name: str = "states") -> Tensor:
+        """Return ``states`` on the task's device, or raise if shape or dtype are wrong."""
+        if not isinstance(states, Tensor):
+            states = torch.as_tensor(states)
+        if states.dtype.is_floating_point or states.dtype == torch.bool:
+            raise TypeError(f"{name} must be an integer tensor, got dtype {states.dtype}")
+        if tuple(states.shape[1:]) != tuple(self.state_shape):
+            raise ValueError(
+                f"{name} must have shape [B, {', '.join(map(str, self.state_shape))}], "
+                f"got {list(states.shape)}"
+            )
+        return states.to(device=self.device, dtype=torch.long)
+
+    # --------------------------------------------------------------- enumeration
+    @property
+    def enumerable(self) -> bool:
+        """Whether :meth:`all_states` is implemented (small enough to enumerate)."""
+        return False
+
+    def all_states(self) -> Tensor:
+        """Every state, each parent before its children."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be enumerated")
+
+    def state_index(self, states: Tensor) -> Tensor:
+        """Long ``[B]``: position of each state in :meth:`all_states`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be enumerated")
+
+    def terminal_states(self) -> Tensor:
+        """Every terminal object, in :meth:`all_states` order.
+
+        This order is the order of :meth:`true_distribution` and of the exact DP. Tasks order
+        :meth:`all_states` so that it is also the natural order of their objects.
+        """
+        states = self.all_states()
+        return states[self.is_terminal(states)]
+
+    def terminal_index(self, states: Tensor) -> Tensor:
+        """Long ``[B]``: position of each terminal object in :meth:`terminal_states`."""
+        enum = self._enumerate()
+        return enum["terminal_position"][self.state_index(states)]
+
+    def log_partition(self) -> float:
+        """log Z* = log Σ_x R(x), from the enumerated rewards."""
+        return float(torch.logsumexp(self._enumerate()["log_rewards"], dim=0))
+
+    def true_distribution(self) -> Tensor:
+        """P*(x) = R(x)/Z* over :meth:`terminal_states`, float64."""
+        return torch.softmax(self._enumerate()["log_rewards"], dim=0)
+
+    def _enumerate(self) -> dict[str, Tensor]:
+        """Cached enumeration tables shared by the metrics and the exact DP."""
+        if self._enumeration is None:
+            states = self.all_states()
+            terminal = self.is_terminal(states)
+            position = torch.full((len(states),), -1, dtype=torch.long, device=self.device)
+            position[terminal] = torch.arange(int(terminal.sum()), device=self.device)
+            terminal_states = self.terminal_states()
+            log_rewards = self.log_reward(terminal_states).to(torch.float64)
+            self._enumeration = {
+                "terminal_position": position,
+                "log_rewards": log_rewards,
+            }
+        return self._enumeration

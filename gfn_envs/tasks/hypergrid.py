@@ -1,0 +1,116 @@
+"""HyperGrid (Bengio et al. 2021): walk on a D-dimensional grid of side H, reward in the corners.
+
+States are integer vectors x ∈ {0, …, H−1}^D with s0 = 0. Forward action i < D adds 1 to
+coordinate i (legal while x_i < H−1); action D is exit, legal in every state, so every cell is a
+terminal object. Backward action i subtracts 1 from coordinate i (legal while x_i > 0).
+Observations are K-hot: D one-hot blocks of size H.
+
+Rewards, with a_d = |x_d/(H−1) − 0.5|:
+
+* ``"original"``: R(x) = R0 + R1·∏_d 1[0.25 < a_d] + R2·∏_d 1[0.3 < a_d < 0.4]
+* ``"cosine"``:   R(x) = R0 + R1·∏_d (cos(50·a_d) + 1)·φ(5·a_d), φ the standard normal density
+  (the variant of the paper's code and of torchgfn; R2 is unused).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from gfn_envs.guides import ExitCapGuide
+from gfn_envs.task import Task
+
+REWARDS = ("original", "cosine")
+
+
+class HyperGrid(Task):
+    """The HyperGrid task. See the module docstring for the MDP and the rewards."""
+
+    def __init__(
+        self,
+        ndim: int = 2,
+        height: int = 8,
+        reward: str = "original",
+        R0: float = 0.1,
+        R1: float = 0.5,
+        R2: float = 2.0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__(device)
+        if isinstance(ndim, bool) or not isinstance(ndim, int) or ndim < 1:
+            raise ValueError(f"ndim must be an integer >= 1, got {ndim!r}")
+        if isinstance(height, bool) or not isinstance(height, int) or height < 2:
+            raise ValueError(f"height must be an integer >= 2, got {height!r}")
+        if reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
+        for name, value, low in (("R0", R0, 0.0), ("R1", R1, 0.0), ("R2", R2, 0.0)):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < low:
+                raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}")
+        if R0 <= 0:
+            raise ValueError(f"R0 must be > 0 so that every log-reward is finite, got {R0!r}")
+        self.ndim, self.height, self.reward = ndim, height, reward
+        self.R0, self.R1, self.R2 = float(R0), float(R1), float(R2)
+        self.state_shape = (ndim,)
+        self.n_actions = ndim + 1
+        self.n_backward_actions = ndim
+        self.obs_dim = ndim * height
+        self.max_length = ndim * (height - 1) + 1
+        self._strides = height ** torch.arange(ndim - 1, -1, -1, device=self.device)
+        self._ones = torch.ones(1, 1, dtype=torch.long, device=self.device)
+
+    def s0(self, batch_size: int) -> Tensor:
+        return torch.zeros(batch_size, self.ndim, dtype=torch.long, device=self.device)
+
+    def forward_mask(self, states: Tensor) -> Tensor:
+        can_exit = torch.ones(len(states), 1, dtype=torch.bool, device=states.device)
+        return torch.cat([states < self.height - 1, can_exit], dim=1)
+
+    def backward_mask(self, states: Tensor) -> Tensor:
+        return states > 0
+
+    def is_terminal(self, states: Tensor) -> Tensor:
+        return torch.ones(len(states), dtype=torch.bool, device=states.device)
+
+    def step(self, states: Tensor, actions: Tensor) -> Tensor:
+        return states.scatter_add(1, actions.unsqueeze(1), self._ones.expand(len(states), 1))
+
+    def backward_step(self, states: Tensor, actions: Tensor) -> Tensor:
+        return states.scatter_add(1, actions.unsqueeze(1), -self._ones.expand(len(states), 1))
+
+    def backward_action(self, states: Tensor, actions: Tensor) -> Tensor:
+        return actions
+
+    def forward_action(self, states: Tensor, actions: Tensor) -> Tensor:
+        return actions
+
+    def log_reward(self, states: Tensor) -> Tensor:
+        ax = (states.double() / (self.height - 1) - 0.5).abs()
+        if self.reward == "original":
+            band1 = (ax > 0.25).all(dim=1).double()
+            band2 = ((ax > 0.3) & (ax < 0.4)).all(dim=1).double()
+            reward = self.R0 + self.R1 * band1 + self.R2 * band2
+        else:
+            pdf = torch.exp(-0.5 * (5 * ax) ** 2) / math.sqrt(2 * math.pi)
+            reward = self.R0 + self.R1 * ((torch.cos(50 * ax) + 1) * pdf).prod(dim=1)
+        return reward.log().float()
+
+    def encode(self, states: Tensor) -> Tensor:
+        return torch.nn.functional.one_hot(states, self.height).flatten(1).float()
+
+    def default_guide(self) -> ExitCapGuide:
+        """P_F with exit capped at log 1e-5 where R(x) ≤ R0 (paper section 2.7)."""
+        return ExitCapGuide(self, threshold=math.log(self.R0) + 1e-6, cap=math.log(1e-5))
+
+    @property
+    def enumerable(self) -> bool:
+        return True
+
+    def all_states(self) -> Tensor:
+        """All H^D cells in lexicographic order, which is a topological order of the grid."""
+        index = torch.arange(self.height**self.ndim, device=self.device)
+        return (index.unsqueeze(1) // self._strides) % self.height
+
+    def state_index(self, states: Tensor) -> Tensor:
+        return (states * self._strides).sum(dim=1)
