@@ -23,7 +23,9 @@ from torch import Tensor
 def _pair(p: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
     p, q = torch.as_tensor(p, dtype=torch.float64), torch.as_tensor(q, dtype=torch.float64)
     if p.shape != q.shape or p.dim() != 1:
-        raise ValueError(f"p and q must be 1-D of equal length, got {list(p.shape)}, {list(q.shape)}")
+        raise ValueError(
+            f"p and q must be 1-D of equal length, got {list(p.shape)}, {list(q.shape)}"
+        )
     return p, q.to(p.device)
 
 
