@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gfn_envs.tasks.sequence import SequenceTask, mean_pairwise_hamming, unique_sequences
+
 ALPHABET = "ACGU"
 
 RNA_TARGETS: tuple[str, ...] = (
@@ -179,42 +181,99 @@ class RNABindingOracle:
         return out.to(device=sequences.device, dtype=torch.float64)
 
 
-def discovery_metrics(
-    objects: Tensor, fitness: Tensor, mode_threshold: float, k: int = 100
-) -> dict[str, float]:
-    """Sampled metrics for landscapes too large to enumerate.
+class RNABinding(SequenceTask):
+    """RNA binding design: length-L sequences over ``ACGU`` scored by :class:`RNABindingOracle`.
+
+    Reward: the paper's transform (section 3.2) with the landscape's nominal maximum f = 1 in place
+    of max_x f (which cannot be enumerated): R(x) = R_max · max(f(x), R_min)^α, so a sequence that
+    binds as well as the perfect complement's per-nucleotide share gets R_max. Defaults α = 3,
+    R_min = 1e−3 (f can be ≤ 0 for sequences that barely bind), R_max = 10; the best 14-mers
+    (f ≈ 1.05) reach about 11.6.
 
     Args:
-        objects: sampled terminal sequences ``[N, L]`` (repeats allowed).
-        fitness: their fitness ``[N]``.
-        mode_threshold: a distinct sequence with fitness ≥ this is a mode.
-        k: size of the top-k set.
+        target: FLEXS target 1–4 (problem ``L<length>_RNA<target>``) or an RNA string.
+        length: L, the designed sequence length (1–31; FLEXS uses 14, 50, 100).
+        mdp: ``"fill"`` or ``"prepend_append"`` (see :mod:`gfn_envs.tasks.sequence`).
+        alpha, r_min, r_max: the reward transform above.
+        mode_threshold: a sequence is a mode when f(x) ≥ this (default 0.8: none of 10,000
+            uniformly random 14-mers reaches it on target 1, their maximum is 0.75).
+        device: torch device.
 
-    Returns:
-        ``modes_found`` (distinct sequences with fitness ≥ threshold), ``unique`` (distinct
-        sequences), ``top_k_mean`` (mean fitness of the k best distinct sequences, fewer if fewer
-        exist), ``top_k_diversity`` (mean pairwise Hamming distance among them) and ``max``.
+    Not enumerable at L = 14 (4^14 objects, 5^14 fill states): evaluate samplers with
+    :meth:`discovery_metrics`. Oracle calls (distinct sequences sent to ViennaRNA) are the task's
+    budget: :attr:`oracle_calls`.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    if len(objects) == 0:
-        nan = math.nan
-        return dict(modes_found=0.0, unique=0.0, top_k_mean=nan, top_k_diversity=nan, max=nan)
-    distinct, first = torch.unique(objects, dim=0, return_inverse=True)
-    best = torch.full((len(distinct),), -math.inf, dtype=torch.float64, device=fitness.device)
-    best = best.scatter_reduce(0, first, fitness.double(), reduce="amax")
-    top = best.topk(min(k, len(best)))
-    chosen = distinct[top.indices]
-    if len(chosen) > 1:
-        hamming = (chosen.unsqueeze(0) != chosen.unsqueeze(1)).sum(dim=2).double()
-        n = len(chosen)
-        diversity = float(hamming.sum() / (n * (n - 1)))
-    else:
-        diversity = 0.0
-    return dict(
-        modes_found=float((best >= mode_threshold).sum()),
-        unique=float(len(distinct)),
-        top_k_mean=float(top.values.mean()),
-        top_k_diversity=diversity,
-        max=float(best.max()),
-    )
+
+    def __init__(
+        self,
+        target: int | str = 1,
+        length: int = 14,
+        mdp: str = "fill",
+        alpha: float = 3.0,
+        r_min: float = 1e-3,
+        r_max: float = 10.0,
+        mode_threshold: float = 0.8,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__(length, 4, mdp=mdp, alphabet=ALPHABET, device=device)
+        for name, value, positive in (("alpha", alpha, True), ("r_max", r_max, True)):
+            if not _finite(value) or (positive and value <= 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not _finite(r_min) or r_min <= 0:
+            raise ValueError(
+                f"r_min must be a finite number > 0 (log R must be finite), got {r_min!r}"
+            )
+        if not _finite(mode_threshold):
+            raise ValueError(f"mode_threshold must be a finite number, got {mode_threshold!r}")
+        self.oracle = RNABindingOracle(target, length)
+        self.alpha, self.r_min, self.r_max = float(alpha), float(r_min), float(r_max)
+        self.mode_threshold = float(mode_threshold)
+
+    @property
+    def oracle_calls(self) -> int:
+        """Distinct sequences evaluated by ViennaRNA so far (cached values are free)."""
+        return self.oracle.oracle_calls
+
+    def fitness(self, seqs: Tensor) -> Tensor:
+        """f(x), float64 ``[B]``, of full sequences ``[B, L]`` (through the cached oracle)."""
+        return self.oracle(seqs).to(self.device)
+
+    def sequence_log_reward(self, seqs: Tensor) -> Tensor:
+        """log R(x) = log R_max + α · log max(f(x), R_min), float64 ``[B]``."""
+        f = self.fitness(seqs).clamp(min=self.r_min)
+        return self.alpha * f.log() + math.log(self.r_max)
+
+    def is_mode(self, seqs: Tensor) -> Tensor:
+        """Bool ``[B]``: f(x) ≥ ``mode_threshold``."""
+        return self.fitness(seqs) >= self.mode_threshold
+
+    def discovery_metrics(self, seqs: Tensor, k: int = 100) -> dict[str, float]:
+        """Sampled metrics of terminal sequences ``[N, L]`` drawn from a sampler (repeats allowed).
+
+        Returns ``modes_found`` (distinct sequences with f ≥ ``mode_threshold``), ``unique``
+        (distinct sequences), ``top_k_fitness`` / ``top_k_reward`` (mean f and mean R of the k best
+        distinct ones, fewer if fewer exist), ``top_k_diversity`` (mean pairwise Hamming distance
+        among those, 0 for fewer than two), ``max_fitness`` and ``oracle_calls`` (cumulative).
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        seqs = self.validate_states(seqs, "seqs")
+        if len(seqs) == 0 or bool((seqs < 0).any()):
+            raise ValueError("seqs must be a non-empty batch of full sequences")
+        distinct = unique_sequences(seqs)
+        f = self.fitness(distinct)
+        top = f.topk(min(k, len(f))).indices
+        best = distinct[top]
+        return {
+            "modes_found": float((f >= self.mode_threshold).sum()),
+            "unique": float(len(distinct)),
+            "top_k_fitness": float(f[top].mean()),
+            "top_k_reward": float(self.sequence_log_reward(best).exp().mean()),
+            "top_k_diversity": mean_pairwise_hamming(best) if len(best) > 1 else 0.0,
+            "max_fitness": float(f.max()),
+            "oracle_calls": float(self.oracle_calls),
+        }
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
