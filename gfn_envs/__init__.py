@@ -26,8 +26,11 @@ ENVIRONMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "HyperGrid-2x256-v0": (HYPERGRID, {"ndim": 2, "height": 256, "R0": 0.01}),
     "HyperGrid-3x32-v0": (HYPERGRID, {"ndim": 3, "height": 32, "R0": 0.01}),
     "HyperGrid-4x16-v0": (HYPERGRID, {"ndim": 4, "height": 16, "R0": 0.01}),
+    "BitSequence-v0": ("gfn_envs.tasks.bitseq:BitSequence", {}),
+    "TFBind8-v0": ("gfn_envs.tasks.tfbind:TFBind8", {}),
     "RNABinding-v0": ("gfn_envs.tasks.rna:RNABinding", {}),
     "MoleculeString-v0": ("gfn_envs.tasks.molecules:MoleculeString", {}),
+    "BayesNet-v0": ("gfn_envs.tasks.bayesnet:BayesNet", {}),
 }
 """Registered names (without the ``gfn_envs/`` namespace): the task class and its default kwargs."""
 
