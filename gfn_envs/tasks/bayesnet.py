@@ -122,7 +122,8 @@ class BayesNet(Task):
     """DAG structure learning. See the module docstring for the MDP, the reward and the data.
 
     Args:
-        num_nodes: d, the number of variables (1 ≤ d ≤ 32; exact metrics for d ≤ 5).
+        num_nodes: d, the number of variables (1 ≤ d ≤ 32; exact metrics for d ≤ 5). Default 5,
+            or the column count of ``data`` / the score object when one is given.
         data: observations ``[N, d]``; when None they are generated (see below).
         true_graph: ``[d, d]`` 0/1 adjacency of the graph behind ``data``, for the SHD / AUROC
             metrics (only with ``data``; generated data bring their own).
@@ -144,7 +145,7 @@ class BayesNet(Task):
 
     def __init__(
         self,
-        num_nodes: int = 5,
+        num_nodes: int | None = None,
         data: ArrayLike | None = None,
         true_graph: ArrayLike | None = None,
         num_samples: int | None = None,
@@ -161,6 +162,13 @@ class BayesNet(Task):
         device: str | torch.device = "cpu",
     ) -> None:
         super().__init__(device)
+        if num_nodes is None:
+            if isinstance(score, DecomposableScore):
+                num_nodes = score.num_nodes
+            elif data is not None:
+                num_nodes = int(np.shape(data)[1]) if np.ndim(data) == 2 else 5
+            else:
+                num_nodes = 5
         d = _check_int("num_nodes", num_nodes, 1, MAX_NODES)
         generator_kwargs = {
             "num_samples": num_samples,
@@ -415,27 +423,19 @@ def structural_hamming_distance(adjacency: Tensor, true_graph: Tensor) -> Tensor
 def edge_auroc(marginals: Tensor, true_graph: Tensor) -> float:
     """AUROC of the edge marginals (off-diagonal entries) as scores for the true edges.
 
-    The Mann–Whitney statistic with average ranks for ties; NaN when the true graph has no edges or
-    is complete (one class only).
+    P(score of a true edge > score of an absent edge) + ½·P(tie), over all such pairs (the
+    Mann–Whitney statistic); NaN when the true graph has no edges or is complete (one class only).
     """
     d = marginals.shape[0]
     off = ~torch.eye(d, dtype=torch.bool)
     scores = marginals.cpu().double()[off]
     labels = true_graph.cpu().bool()[off]
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
+    positive, negative = scores[labels], scores[~labels]
+    if len(positive) == 0 or len(negative) == 0:
         return math.nan
-    order = torch.argsort(scores)
-    sorted_scores = scores[order]
-    ranks = torch.empty_like(scores)
-    ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
-    unique, inverse = torch.unique(sorted_scores, return_inverse=True)
-    mean_rank = torch.zeros(len(unique), dtype=torch.float64).index_reduce_(
-        0, inverse, ranks[order], "mean", include_self=False
-    )
-    ranks[order] = mean_rank[inverse]
-    u = float(ranks[labels].sum()) - n_pos * (n_pos + 1) / 2
-    return u / (n_pos * n_neg)
+    greater = (positive.unsqueeze(1) > negative.unsqueeze(0)).double().mean()
+    ties = (positive.unsqueeze(1) == negative.unsqueeze(0)).double().mean()
+    return float(greater + 0.5 * ties)
 
 
 def exact_bayesnet_metrics(task: BayesNet, p: Tensor) -> dict[str, float]:
