@@ -168,8 +168,11 @@ class GFlowNetEnv(gym.Env[np.ndarray, np.int64]):
                 x = self.task.sample_terminal(1, self._generator)
                 if not bool(self.task.is_initial(x)[0]):
                     return x
+        x = torch.as_tensor(np.asarray(state))
         x = self.task.validate_states(
-            torch.as_tensor(np.asarray(state)).reshape(1, -1).reshape(1, *self.task.state_shape),
+            x.reshape(1, *self.task.state_shape)
+            if x.numel() == self.task.s0(1).numel()
+            else x.unsqueeze(0),
             "options['state']",
         )
         if not bool(self.task.is_terminal(x)[0]):

@@ -96,6 +96,15 @@ class HyperGrid(Task):
             reward = self.R0 + self.R1 * ((torch.cos(50 * ax) + 1) * pdf).prod(dim=1)
         return reward.log().float()
 
+    def validate_states(self, states: Tensor, name: str = "states") -> Tensor:
+        """:meth:`Task.validate_states`, and every coordinate must lie in ``[0, height)``."""
+        states = super().validate_states(states, name)
+        outside = ((states < 0) | (states >= self.height)).any(dim=1)
+        if bool(outside.any()):
+            row = states[outside][0].tolist()
+            raise ValueError(f"{name} must have coordinates in [0, {self.height - 1}], got {row}")
+        return states
+
     def encode(self, states: Tensor) -> Tensor:
         return torch.nn.functional.one_hot(states, self.height).flatten(1).float()
 
