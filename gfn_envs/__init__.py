@@ -30,6 +30,7 @@ ENVIRONMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "TFBind8-v0": ("gfn_envs.tasks.tfbind:TFBind8", {}),
     "RNABinding-v0": ("gfn_envs.tasks.rna:RNABinding", {}),
     "MoleculeString-v0": ("gfn_envs.tasks.molecules:MoleculeString", {}),
+    "Ehrlich-v0": ("gfn_envs.tasks.ehrlich:Ehrlich", {}),
     "BayesNet-v0": ("gfn_envs.tasks.bayesnet:BayesNet", {}),
 }
 """Registered names (without the ``gfn_envs/`` namespace): the task class and its default kwargs."""
