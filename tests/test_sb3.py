@@ -1,0 +1,125 @@
+"""SB3 on gfn-gym: the masked VecEnv bridge, policy-dependent rewards, exact evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sb3_contrib import MaskablePPO
+
+from gfn_agents.sb3 import (
+    GFN_PPO_KWARGS,
+    ExactTVCallback,
+    GFlowNetSB3VecEnv,
+    SoftPolicyCallback,
+    TrajectoryBudgetCallback,
+    make_sb3_env,
+    masked_a2c,
+    sample_sb3,
+    sb3_forward_policy,
+)
+from gfn_envs import metrics
+from gfn_envs.env import GFlowNetVectorEnv
+from gfn_envs.exact import exact_distribution
+from gfn_envs.tasks.hypergrid import HyperGrid
+
+HG8 = {"ndim": 2, "height": 8}
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[MaskablePPO, ExactTVCallback]:
+    """MaskablePPO with soft policy-dependent rewards on 2 × 8 HyperGrid (R0 = 0.1), 4096 steps."""
+    env = make_sb3_env("HyperGrid-v0", n_envs=8, reward="soft", **HG8)
+    model = MaskablePPO("MlpPolicy", env, n_steps=32, batch_size=128, seed=0, **GFN_PPO_KWARGS)
+    tv = ExactTVCallback(HyperGrid(**HG8), every=400)
+    model.learn(4096, callback=[SoftPolicyCallback(), tv])
+    return model, tv
+
+
+def test_maskable_ppo_learns_on_the_wrapped_env(trained) -> None:
+    model, tv = trained
+    assert model.num_timesteps >= 4096
+    first, last = tv.history[0], tv.history[-1]
+    assert last["trajectories"] > 500
+    # the untrained policy has TV 0.70; soft PPO halves it within this small budget
+    assert first["tv"] > 0.6
+    assert last["tv"] < 0.5 * first["tv"]
+
+
+def test_forward_policy_equals_monte_carlo_sampling(trained) -> None:
+    model, _ = trained
+    task = HyperGrid(**HG8)
+    exact = exact_distribution(task, sb3_forward_policy(model))
+    assert float(exact.sum()) == pytest.approx(1.0, abs=1e-6)
+    objects = sample_sb3(model, task, 40_000, seed=1)
+    empirical = torch.bincount(task.terminal_index(objects), minlength=len(exact)).double()
+    empirical /= empirical.sum()
+    # sampling noise: E[TV] <= 0.5 * sqrt(2 / (pi N)) * sum sqrt(p) <= 0.016 for 64 objects
+    assert float(metrics.tv(exact, empirical)) < 0.03
+    uniform_policy = exact_distribution(task, lambda o, m: torch.log(m / m.sum(1, keepdim=True)))
+    assert float(metrics.tv(exact, uniform_policy)) > 0.1  # the check can tell policies apart
+
+
+def test_native_and_dummy_bridges_give_the_same_rollout() -> None:
+    buffers = []
+    for vectorization in ("native", "dummy"):
+        env = make_sb3_env("HyperGrid-v0", n_envs=4, vectorization=vectorization, log_z=0.5, **HG8)
+        model = MaskablePPO("MlpPolicy", env, n_steps=40, batch_size=80, seed=3, **GFN_PPO_KWARGS)
+        model.learn(160)
+        buffers.append(model.rollout_buffer)
+    native, dummy = buffers
+    assert native.episode_starts[1:].sum() > 4  # several episodes ended inside the rollout
+    np.testing.assert_array_equal(native.actions, dummy.actions)
+    np.testing.assert_array_equal(native.episode_starts, dummy.episode_starts)
+    np.testing.assert_allclose(native.rewards, dummy.rewards, atol=1e-6)
+
+
+def test_bridge_autoresets_in_the_same_step_with_terminal_observation() -> None:
+    env = make_sb3_env("HyperGrid-v0", n_envs=3, reward="log_reward", monitor=False, **HG8)
+    task = HyperGrid(**HG8)
+    obs = env.reset()
+    env.step(np.array([0, 1, 2]))  # moves for sub-envs 0 and 1, exit at s0 for sub-env 2
+    obs, rewards, dones, infos = env.step(np.array([2, 0, 1]))
+    assert dones.tolist() == [True, False, False]
+    x = torch.tensor([[1, 0]])
+    np.testing.assert_array_equal(infos[0]["terminal_observation"], task.encode(x)[0].numpy())
+    np.testing.assert_array_equal(obs[0], task.encode(task.s0(1))[0].numpy())
+    assert rewards[0] == pytest.approx(float(task.log_reward(x)[0]))
+    masks = env.env_method("action_masks")
+    assert len(masks) == 3 and masks[0].tolist() == [True, True, True]
+
+
+def test_masked_a2c_trains_and_never_takes_illegal_actions() -> None:
+    env = make_sb3_env("HyperGrid-v0", n_envs=8, reward="policy", log_z="exact", **HG8)
+    model = masked_a2c(env, n_steps=8, seed=0, gamma=1.0)
+    budget = TrajectoryBudgetCallback(200)
+    model.learn(100_000, callback=budget)
+    assert 200 <= budget.num_trajectories < 200 + 8
+    states = model.rollout_buffer.observations.reshape(-1, 2, 8).argmax(axis=2)
+    actions = model.rollout_buffer.actions.reshape(-1).astype(int)
+    moves = actions < 2
+    assert (states[moves, actions[moves]] < 7).all()
+
+
+def test_soft_reward_without_the_policy_says_how_to_fix_it() -> None:
+    env = make_sb3_env("HyperGrid-v0", n_envs=2, reward="soft", **HG8)
+    model = MaskablePPO("MlpPolicy", env, n_steps=8, batch_size=16, seed=0)
+    with pytest.raises(RuntimeError, match="SoftPolicyCallback"):
+        model.learn(16)
+
+
+def test_bad_inputs_get_clear_errors() -> None:
+    with pytest.raises(ValueError, match="reward must be one of"):
+        make_sb3_env("HyperGrid-v0", reward="entropy")
+    with pytest.raises(ValueError, match="vectorization"):
+        make_sb3_env("HyperGrid-v0", vectorization="subproc")
+    with pytest.raises(ValueError, match="n_envs"):
+        make_sb3_env("HyperGrid-v0", n_envs=0)
+    with pytest.raises(ValueError, match="forward_policy is only used"):
+        make_sb3_env("HyperGrid-v0", forward_policy="uniform")
+    with pytest.raises(ValueError, match="same_step"):
+        GFlowNetSB3VecEnv(GFlowNetVectorEnv(2, HyperGrid(**HG8)))
+    with pytest.raises(TypeError, match="actor-critic"):
+        sb3_forward_policy(object())
+    with pytest.raises(ValueError, match="total_trajectories"):
+        TrajectoryBudgetCallback(0)
