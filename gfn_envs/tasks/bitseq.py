@@ -34,7 +34,7 @@ class BitSequence(SequenceTask):
         n: number of bits (≥ 1, a multiple of ``k``).
         k: bits per word (1 ≤ k ≤ 8); K = 2^k symbols, L = n/k positions.
         n_modes: size of the mode set M (≥ 1, at most the number of distinct strings the
-            construction can produce).
+            construction can produce); default min(8, that number).
         beta: β > 0 in log R = −β·d.
         mode_radius: Hamming radius (bits, ≥ 0) within which a sample finds a mode.
         seed: seed of the mode set.
@@ -46,7 +46,7 @@ class BitSequence(SequenceTask):
         self,
         n: int = 16,
         k: int = 4,
-        n_modes: int = 8,
+        n_modes: int | None = None,
         beta: float = 1.0,
         mode_radius: int = 0,
         seed: int = 0,
@@ -64,6 +64,8 @@ class BitSequence(SequenceTask):
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an integer, got {seed!r}")
         n_possible = len(MALKIN_BLOCKS) ** (n // 8) if n % 8 == 0 else 2**n
+        if n_modes is None:
+            n_modes = min(8, n_possible)
         if (
             isinstance(n_modes, bool)
             or not isinstance(n_modes, int)

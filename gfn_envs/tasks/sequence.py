@@ -385,6 +385,15 @@ class SequenceTask(Task):
             raise NotImplementedError(f"{type(self).__name__} declares no mode set")
         return self._mode_index
 
+    def modes(self) -> Tensor:
+        """Bool ``[K^L]`` over :meth:`terminal_states` (lexicographic): the declared mode set, or the
+        maximal-reward objects when none is declared."""
+        if self._mode_index is None:
+            return super().modes()
+        mask = torch.zeros(self.n_sequences, dtype=torch.bool, device=self.device)
+        mask[self._mode_index] = True
+        return mask
+
     @property
     def n_modes(self) -> int:
         """Number of modes M."""
