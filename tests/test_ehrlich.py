@@ -140,3 +140,21 @@ def test_large_instance_is_sampled_not_enumerated() -> None:
 def test_bad_kwargs(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         Ehrlich(**kwargs)
+
+
+def test_guide_is_the_sequence_default() -> None:
+    """RL-G's substructure guide applies: on a backward step of a feasible x it scores the
+    candidate children (those that are still ancestors of x) and gives them all the mass."""
+    task = Ehrlich()
+    guide = task.default_guide()
+    assert type(guide).__name__ == "SubstructureGuide"
+    x = task.sample_terminal(8, torch.Generator().manual_seed(0))
+    guide.observe(x, task.log_reward(x))
+    parents = x.clone()
+    parents[:, :2] = -1  # two slots left to fill: two candidates each
+    logits = torch.where(task.forward_mask(parents), 0.0, -torch.inf)
+    actions = torch.stack([x[:, 0] * 8, x[:, 1] * 8 + 1], dim=1)  # write x_0 at 0 or x_1 at 1
+    probs = torch.stack(
+        [guide.log_prob(parents, actions[:, i], logits, x).exp() for i in range(2)], dim=1
+    )
+    assert torch.allclose(probs.sum(dim=1), torch.ones(8, dtype=probs.dtype))
