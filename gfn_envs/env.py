@@ -88,7 +88,25 @@ def _illegal_message(task: Task, action: int, mask: Tensor, state: Tensor, direc
     )
 
 
-class GFlowNetEnv(gym.Env[np.ndarray, np.int64]):
+class _TaskViews:
+    """The enumeration of the task, as ``env.unwrapped.terminal_states()`` and friends."""
+
+    task: Task
+
+    def terminal_states(self) -> Tensor:
+        """Every terminal object, in the order of :meth:`true_distribution` and the exact DP."""
+        return self.task.terminal_states()
+
+    def true_distribution(self) -> Tensor:
+        """P*(x) = R(x)/Z* over :meth:`terminal_states`, float64."""
+        return self.task.true_distribution()
+
+    def log_partition(self) -> float:
+        """log Z* = log Σ_x R(x)."""
+        return self.task.log_partition()
+
+
+class GFlowNetEnv(_TaskViews, gym.Env[np.ndarray, np.int64]):
     """One GFlowNet construction episode at a time, as a ``gymnasium.Env``.
 
     Args:
@@ -221,7 +239,7 @@ class GFlowNetEnv(gym.Env[np.ndarray, np.int64]):
         return None
 
 
-class GFlowNetVectorEnv(VectorEnv):
+class GFlowNetVectorEnv(_TaskViews, VectorEnv):
     """A native batch of ``num_envs`` episodes on one task: every step is a few tensor operations.
 
     Args:
