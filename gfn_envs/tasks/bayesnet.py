@@ -13,7 +13,8 @@ Forward actions
     C' = C ∨ (anc(i) ⊗ desc(j)), anc(i) = {i} ∪ {k : C[k, i]}, desc(j) = {j} ∪ {k : C[j, k]}.
 Backward actions
     b = i·d + j removes i → j (legal iff A[i, j] = 1). The closure is then recomputed by
-    ⌈log₂(d − 1)⌉ batched squarings C ← C ∨ (C·C > 0) starting from C = A.
+    ⌈log₂(d − 1)⌉ batched squarings C ← min(1, C + C·C) starting from C = A (float32, exact
+    since entries stay ≤ d).
 Observation
     Float ``[A, C]`` (2·d² entries): the graph and the reachability the mask depends on.
 Reward
@@ -280,7 +281,7 @@ class BayesNet(Task):
         d = self.num_nodes
         reach = adjacency.reshape(-1, d, d).float()
         for _ in range(self._squarings):
-            reach = ((reach + reach @ reach) > 0).float()
+            reach = torch.baddbmm(reach, reach, reach).clamp_(max=1.0)
         return reach.long()
 
     def backward_action(self, states: Tensor, actions: Tensor) -> Tensor:
