@@ -424,3 +424,22 @@ def test_bad_guide_inputs_raise() -> None:
         guide.observe(torch.zeros(2, 3, dtype=torch.long), torch.zeros(3))
     with pytest.raises(TypeError, match="SequenceTask"):
         SubstructureGuide(object())  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ training
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["RL-G", "TB"])
+def test_short_training_on_tfbind8_improves_exact_metrics(name: str) -> None:
+    gfn_agents = pytest.importorskip("gfn_agents")
+    if name not in gfn_agents.PRESETS:
+        pytest.skip(f"gfn_agents has no {name} preset yet")
+    task = TFBind8()
+    agent = gfn_agents.make_agent(
+        name, task, seed=0, net_arch=(64, 64), batch_size=64, learning_rate=3e-3
+    )
+    before = task.exact_metrics(exact.exact_distribution(task, agent.forward_log_probs))
+    agent.learn(total_trajectories=64 * 150)
+    after = task.exact_metrics(exact.exact_distribution(task, agent.forward_log_probs))
+    assert after["tv"] < before["tv"] - 0.05
+    assert after["acc"] > before["acc"]
+    assert after["expected_modes"] > 1.5 * before["expected_modes"]
