@@ -262,12 +262,14 @@ class SubstructureGuide:
             return out_count, out_rsum
         bits = 1 << torch.arange(L, device=states.device)
         uniq, which = torch.unique(objects, dim=0, return_inverse=True)
-        chunk = max(1, min(2**24 // max(len(rows), 1), 2**22 // 2**L))
+        chunk = max(1, min(2**22 // (len(rows) * L), 2**22 // 2**L))
+        bits_f = bits.to(torch.float32)
         filled = ((states >= 0).long() * bits).sum(dim=1)
         child = filled.unsqueeze(1) | bits
         for lo in range(0, len(uniq), chunk):
             block = uniq[lo : lo + chunk]
-            masks = ((rows.unsqueeze(0) == block.unsqueeze(1)).long() * bits).sum(dim=2)
+            agree = (rows.unsqueeze(0) == block.unsqueeze(1)).to(torch.float32)
+            masks = (agree @ bits_f).long()  # exact: values < 2^21
             flat = masks + 2**L * torch.arange(len(block), device=masks.device).unsqueeze(1)
             flat = flat.flatten()
             hist_c = torch.bincount(flat, count.repeat(len(block)), minlength=len(block) * 2**L)
