@@ -1,0 +1,401 @@
+"""Masked soft DQN and Munchausen DQN as GFlowNet samplers (Tiapkin et al. 2024, "Generative Flow
+Networks as Entropy-Regularized RL").
+
+The forward MDP has reward log P_B(s|s') on every move and log R̂(x) on the exit (the rewards of
+:class:`gfn_envs.wrappers.ForwardRewardModel` with log Z = 0), γ = 1 and entropy coefficient 1.
+Its soft-optimal policy π*(a|s) = exp(Q*(s, a) − V*(s)) samples x ∝ R(x), and V*(s0) = log Z*.
+
+**Soft DQN.** Q_θ(s, ·) over the legal actions; π_θ = softmax(Q_θ) over the legal actions. Target:
+
+    y = r + (1 − done) · logsumexp_{a' legal at s'} Q_θ̄(s', a')
+
+with a Polyak-averaged target network θ̄, and a Huber loss between Q_θ(s, a) and y.
+
+**Munchausen DQN** (Vieillard et al. 2020) with coefficient α and temperature τ:
+
+    y = r + α·τ·clip(log π_θ̄(a|s), l0, 0) + (1 − done) · τ·logsumexp(Q_θ̄(s', ·)/τ),
+    π_θ̄ = softmax(Q_θ̄/τ).
+
+Without the clip its fixed point is the soft-optimal policy of entropy coefficient (1 − α)·τ, so
+τ = 1/(1 − α) (the default) keeps the GFlowNet fixed point x ∝ R(x); V(s0) = τ·logsumexp(Q(s0)/τ)
+is still log Z*.
+
+Exploration: trajectories are sampled from π_θ mixed with ε of the uniform legal policy. The
+transitions go to SB3's ``ReplayBuffer`` (subclassed to keep the raw states and the next state's
+action mask and to add a batch at a time); rewards are stored, and :meth:`SoftDQN.refresh_rewards`
+recomputes every stored reward when the backward policy is swapped (the rewards depend on it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.utils import polyak_update
+from torch import Tensor, nn
+
+from gfn_agents.base import GFlowNetAlgorithm, check_positive, check_unit_interval
+from gfn_agents.policies import check_net_arch, mlp
+from gfn_agents.rollout import sample_trajectories
+from gfn_envs.wrappers import ForwardRewardModel, PolicyLike
+
+
+class MaskedSamples(NamedTuple):
+    """A minibatch of transitions (torch tensors on the agent's device)."""
+
+    observations: Tensor
+    actions: Tensor
+    next_observations: Tensor
+    dones: Tensor
+    rewards: Tensor
+    masks: Tensor
+    next_masks: Tensor
+
+
+class MaskableReplayBuffer(ReplayBuffer):
+    """SB3's ``ReplayBuffer`` (one env) plus raw states and next-state masks, filled by batches."""
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Box,
+        n_actions: int,
+        state_shape: tuple[int, ...],
+        device: torch.device,
+    ) -> None:
+        super().__init__(
+            buffer_size,
+            observation_space,
+            spaces.Discrete(n_actions),
+            device,
+            n_envs=1,
+            handle_timeout_termination=False,
+        )
+        self.states = np.zeros((self.buffer_size, 1, *state_shape), dtype=np.int64)
+        self.masks = np.zeros((self.buffer_size, 1, n_actions), dtype=bool)
+        self.next_masks = np.zeros((self.buffer_size, 1, n_actions), dtype=bool)
+
+    def size(self) -> int:
+        return self.buffer_size if self.full else self.pos
+
+    def extend(
+        self,
+        states: Tensor,
+        obs: Tensor,
+        masks: Tensor,
+        actions: Tensor,
+        rewards: Tensor,
+        next_obs: Tensor,
+        dones: Tensor,
+        next_masks: Tensor,
+    ) -> None:
+        """Append a batch of N transitions (oldest entries are overwritten when full)."""
+        n = len(actions)
+        rows = (self.pos + np.arange(n)) % self.buffer_size
+        columns = {
+            "states": states,
+            "observations": obs,
+            "masks": masks,
+            "actions": actions.unsqueeze(1),
+            "rewards": rewards,
+            "next_observations": next_obs,
+            "dones": dones.float(),
+            "next_masks": next_masks,
+        }
+        for name, values in columns.items():
+            array = getattr(self, name)
+            array[rows, 0] = values.detach().cpu().numpy().astype(array.dtype, copy=False)
+        self.full = self.full or self.pos + n >= self.buffer_size
+        self.pos = int((self.pos + n) % self.buffer_size)
+
+    def sample_masked(self, batch_size: int, generator: torch.Generator) -> MaskedSamples:
+        """A uniform minibatch, drawn with ``generator`` (so runs are reproducible)."""
+        index = torch.randint(self.size(), (batch_size,), generator=generator).numpy()
+        base = self._get_samples(index)
+        return MaskedSamples(
+            base.observations,
+            base.actions.squeeze(1).long(),
+            base.next_observations,
+            base.dones.squeeze(1),
+            base.rewards.squeeze(1),
+            self.to_torch(self.masks[index, 0]).bool(),
+            self.to_torch(self.next_masks[index, 0]).bool(),
+        )
+
+
+class QNetworks(nn.Module):
+    """Q_θ and its target Q_θ̄; ``forward_outputs`` gives the policy logits Q_θ/τ."""
+
+    def __init__(self, obs_dim: int, n_actions: int, net_arch: Iterable[int], tau: float) -> None:
+        super().__init__()
+        self.q = mlp(obs_dim, n_actions, check_net_arch(net_arch, "net_arch"))
+        self.q_target = mlp(obs_dim, n_actions, check_net_arch(net_arch, "net_arch"))
+        self.q_target.load_state_dict(self.q.state_dict())
+        self.q_target.requires_grad_(False)
+        self.tau = tau
+
+    def forward_outputs(self, obs: Tensor) -> Tensor:
+        """Logits of π_θ = softmax(Q_θ/τ) (masking is the caller's)."""
+        return self.q(obs) / self.tau
+
+
+class SoftDQN(GFlowNetAlgorithm):
+    """Masked soft DQN GFlowNet sampler (see the module docstring).
+
+    Args:
+        policy: ``"MlpPolicy"``.
+        env: registered id, Gymnasium env or vector env of gfn_envs.
+        batch_size: trajectories sampled per iteration.
+        learning_rate: Adam step size of Q_θ.
+        net_arch: hidden widths of Q (default 2 × 256).
+        buffer_size: replay capacity in transitions.
+        learning_starts: transitions collected before the first gradient step.
+        train_batch_size: transitions per gradient step.
+        gradient_steps: gradient steps per iteration.
+        target_update_tau: Polyak coefficient of the target network per gradient step.
+        epsilon: weight of the uniform legal policy in the exploration mixture.
+        backward_policy: P_B of the rewards, ``"uniform"`` or a callable (see
+            :mod:`gfn_envs.wrappers`).
+        log_reward_clip, env_kwargs, seed, device, verbose, tensorboard_log: see
+            :class:`~gfn_agents.base.GFlowNetAlgorithm`.
+    """
+
+    def __init__(
+        self,
+        policy: str,
+        env: Any,
+        batch_size: int = 16,
+        learning_rate: float = 1e-3,
+        net_arch: Iterable[int] = (256, 256),
+        buffer_size: int = 100_000,
+        learning_starts: int = 1_000,
+        train_batch_size: int = 256,
+        gradient_steps: int = 4,
+        target_update_tau: float = 0.05,
+        epsilon: float = 0.05,
+        backward_policy: PolicyLike = "uniform",
+        log_reward_clip: float | None = -12.0,
+        env_kwargs: dict[str, Any] | None = None,
+        seed: int | None = None,
+        device: str | torch.device = "cpu",
+        verbose: int = 0,
+        tensorboard_log: str | None = None,
+    ) -> None:
+        check_positive("buffer_size", buffer_size, integer=True)
+        check_positive("train_batch_size", train_batch_size, integer=True)
+        check_positive("gradient_steps", gradient_steps, integer=True)
+        if (
+            isinstance(learning_starts, bool)
+            or not isinstance(learning_starts, int)
+            or learning_starts < 0
+        ):
+            raise ValueError(f"learning_starts must be an integer >= 0, got {learning_starts!r}")
+        check_unit_interval("target_update_tau", target_update_tau)
+        check_unit_interval("epsilon", epsilon)
+        if backward_policy != "uniform" and not callable(backward_policy):
+            raise ValueError(
+                f"backward_policy must be 'uniform' or a callable, got {backward_policy!r}"
+            )
+        self.buffer_size, self.learning_starts = buffer_size, learning_starts
+        self.train_batch_size, self.gradient_steps = train_batch_size, gradient_steps
+        self.target_update_tau, self.epsilon = float(target_update_tau), float(epsilon)
+        self.backward_policy = backward_policy
+        super().__init__(
+            policy,
+            env,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            net_arch=net_arch,
+            log_reward_clip=log_reward_clip,
+            env_kwargs=env_kwargs,
+            seed=seed,
+            device=device,
+            verbose=verbose,
+            tensorboard_log=tensorboard_log,
+        )
+
+    # ------------------------------------------------------------------ setup
+    @property
+    def temperature(self) -> float:
+        """τ of π = softmax(Q/τ); 1 for soft DQN."""
+        return 1.0
+
+    def _setup_model(self) -> None:
+        task = self.task
+        self.networks = QNetworks(task.obs_dim, task.n_actions, self.net_arch, self.temperature).to(
+            self.device
+        )
+        self.optimizers = {
+            "q": torch.optim.Adam(self.networks.q.parameters(), lr=self.learning_rate)
+        }
+        self.rewards = ForwardRewardModel(
+            task, self.backward_policy, log_z=0.0, log_reward_clip=self.log_reward_clip
+        )
+        self.replay_buffer = MaskableReplayBuffer(
+            self.buffer_size,
+            self.forward_env.single_observation_space,
+            task.n_actions,
+            tuple(task.state_shape),
+            self.device,
+        )
+
+    def _hyperparameters(self) -> dict[str, Any]:
+        out = super()._hyperparameters()
+        for name in ("lr_z",):
+            out.pop(name, None)
+        out |= {
+            "buffer_size": self.buffer_size,
+            "learning_starts": self.learning_starts,
+            "train_batch_size": self.train_batch_size,
+            "gradient_steps": self.gradient_steps,
+            "target_update_tau": self.target_update_tau,
+            "epsilon": self.epsilon,
+        }
+        if isinstance(self.backward_policy, str):
+            out["backward_policy"] = self.backward_policy
+        return out
+
+    @property
+    def log_z(self) -> float:
+        """V_θ(s0) = τ·logsumexp(Q_θ(s0, ·)/τ) over the legal actions: the estimate of log Z."""
+        s0 = self.task.s0(1)
+        with torch.no_grad():
+            logits = self.networks.forward_outputs(self.task.encode(s0).to(self.device))
+            logits = logits.masked_fill(~self.task.forward_mask(s0).to(self.device), -torch.inf)
+            return float(self.temperature * torch.logsumexp(logits, dim=1)[0])
+
+    def set_backward_policy(self, policy: PolicyLike) -> None:
+        """Swap P_B and recompute every stored reward with it."""
+        self.rewards.backward_policy = type(self.rewards.backward_policy)(policy, "backward_policy")
+        self.backward_policy = policy
+        self.refresh_rewards()
+
+    def refresh_rewards(self) -> None:
+        """Recompute the stored rewards with the current reward model (the P_B may have changed)."""
+        size = self.replay_buffer.size()
+        if size == 0:
+            return
+        states = torch.as_tensor(self.replay_buffer.states[:size, 0], device=self.task.device)
+        actions = torch.as_tensor(self.replay_buffer.actions[:size, 0, 0], device=self.task.device)
+        rewards = self.rewards.rewards(states, actions.long())
+        self.replay_buffer.rewards[:size, 0] = rewards.cpu().numpy()
+
+    # ------------------------------------------------------------------ training
+    def _collect(self) -> int:
+        traj = sample_trajectories(
+            self.forward_env,
+            self.networks.forward_outputs,
+            self.generator,
+            grad=False,
+            epsilon=self.epsilon,
+        )
+        rewards = self.rewards.rewards(traj.states, traj.actions)
+        nxt = traj.next_index.clamp(min=0)
+        done = traj.is_last
+        # after the exit there is no next state: an all-legal mask keeps logsumexp finite
+        next_masks = torch.where(done.unsqueeze(1), True, traj.masks[nxt])
+        self.replay_buffer.extend(
+            traj.states,
+            traj.obs,
+            traj.masks,
+            traj.actions,
+            rewards,
+            traj.obs[nxt],
+            done,
+            next_masks,
+        )
+        return len(traj.actions)
+
+    def _bootstrap(self, batch: MaskedSamples) -> Tensor:
+        """τ·logsumexp(Q_θ̄(s', ·)/τ) over the legal actions of s' (0 after the exit)."""
+        tau = self.temperature
+        q_next = self.networks.q_target(batch.next_observations) / tau
+        v_next = tau * torch.logsumexp(q_next.masked_fill(~batch.next_masks, -torch.inf), dim=1)
+        return torch.where(batch.dones > 0, torch.zeros_like(v_next), v_next)
+
+    def _target(self, batch: MaskedSamples) -> Tensor:
+        return batch.rewards + self._bootstrap(batch)
+
+    def train_step(self) -> dict[str, float]:
+        transitions = self._collect()
+        stats: dict[str, float] = {"transitions": float(transitions)}
+        if self.replay_buffer.size() < max(self.learning_starts, 1):
+            return stats
+        losses = []
+        for _ in range(self.gradient_steps):
+            batch = self.replay_buffer.sample_masked(self.train_batch_size, self.generator)
+            with torch.no_grad():
+                target = self._target(batch)
+            q = self.networks.q(batch.observations).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+            loss = nn.functional.smooth_l1_loss(q, target)
+            self.optimizers["q"].zero_grad()
+            loss.backward()
+            self.optimizers["q"].step()
+            polyak_update(
+                self.networks.q.parameters(),
+                self.networks.q_target.parameters(),
+                self.target_update_tau,
+            )
+            losses.append(float(loss.detach()))
+        stats |= {"loss": float(np.mean(losses)), "log_z": self.log_z}
+        return stats
+
+
+class MunchausenDQN(SoftDQN):
+    """Masked Munchausen DQN GFlowNet sampler (see the module docstring).
+
+    Args:
+        munchausen_alpha: α in [0, 1); τ = 1/(1 − α) keeps the GFlowNet fixed point.
+        log_policy_clip: l0 < 0, the lower clip of log π_θ̄(a|s) in the bonus.
+        **kwargs: as :class:`SoftDQN`.
+    """
+
+    def __init__(
+        self,
+        policy: str,
+        env: Any,
+        munchausen_alpha: float = 0.15,
+        log_policy_clip: float = -20.0,
+        **kwargs: Any,
+    ) -> None:
+        if (
+            isinstance(munchausen_alpha, bool)
+            or not isinstance(munchausen_alpha, (int, float))
+            or not (0.0 <= munchausen_alpha < 1.0)
+        ):
+            raise ValueError(f"munchausen_alpha must lie in [0, 1), got {munchausen_alpha!r}")
+        if not isinstance(log_policy_clip, (int, float)) or not (
+            math.isfinite(log_policy_clip) and log_policy_clip < 0
+        ):
+            raise ValueError(
+                f"log_policy_clip must be a finite negative number, got {log_policy_clip!r}"
+            )
+        self.munchausen_alpha, self.log_policy_clip = (
+            float(munchausen_alpha),
+            float(log_policy_clip),
+        )
+        super().__init__(policy, env, **kwargs)
+
+    @property
+    def temperature(self) -> float:
+        """τ = 1/(1 − α)."""
+        return 1.0 / (1.0 - self.munchausen_alpha)
+
+    def _hyperparameters(self) -> dict[str, Any]:
+        return super()._hyperparameters() | {
+            "munchausen_alpha": self.munchausen_alpha,
+            "log_policy_clip": self.log_policy_clip,
+        }
+
+    def _target(self, batch: MaskedSamples) -> Tensor:
+        tau = self.temperature
+        q = self.networks.q_target(batch.observations) / tau
+        log_pi = q.masked_fill(~batch.masks, -torch.inf).log_softmax(dim=1)
+        log_pi = log_pi.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+        bonus = self.munchausen_alpha * tau * log_pi.clamp(self.log_policy_clip, 0.0)
+        return batch.rewards + bonus + self._bootstrap(batch)
