@@ -454,3 +454,28 @@ def test_shd_auroc_and_sampled_metrics() -> None:
 def test_bad_kwargs_raise(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         BayesNet(**kwargs)
+
+
+# ----------------------------------------------------------------------- training
+
+
+@pytest.mark.slow
+def test_rl_g_training_reduces_exact_jsd_on_four_nodes() -> None:
+    """RL-G (guided by :meth:`BayesNet.default_guide`) on d = 4 with N = 20 samples (log Z* ≈ 16).
+
+    12,800 trajectories take about 15 s on one thread; the exact JSD falls from 0.56 to about 0.05.
+    """
+    from gfn_agents import make_agent
+
+    env = GFlowNetEnv(
+        "gfn_envs.tasks.bayesnet:BayesNet", num_nodes=4, noise_std=1.0, num_samples=20, seed=3
+    )
+    task = env.task
+    agent = make_agent("RL-G", env, batch_size=64, seed=0, net_arch=(64, 64), lr_z=1.0)
+    before = exact_bayesnet_metrics(task, exact_distribution(task, agent.forward_log_probs))
+    agent.learn(total_trajectories=12800)
+    after = exact_bayesnet_metrics(task, exact_distribution(task, agent.forward_log_probs))
+    assert before["jsd"] > 0.4
+    assert after["jsd"] < 0.2 * before["jsd"]
+    assert after["edge_marginal_mae"] < 0.5 * before["edge_marginal_mae"]
+    assert abs(agent.log_z - task.log_partition()) < 1.0
