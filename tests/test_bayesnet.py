@@ -14,7 +14,7 @@ from scipy.stats import multivariate_t
 
 import gfn_envs  # noqa: F401  (registers the ids)
 from gfn_envs.checker import check_gfn_env
-from gfn_envs.env import GFlowNetEnv
+from gfn_envs.env import GFlowNetEnv, GFlowNetVectorEnv
 from gfn_envs.exact import exact_distribution, target_policy
 from gfn_envs.guides import ExitCapGuide
 from gfn_envs.tasks.bayesnet import (
@@ -339,6 +339,10 @@ def test_states_from_adjacency_and_cycle_error() -> None:
 def test_check_gfn_env_both_directions(direction: str) -> None:
     check_gfn_env(GFlowNetEnv("gfn_envs.tasks.bayesnet:BayesNet", num_nodes=4, direction=direction))
     check_gfn_env(GFlowNetEnv("gfn_envs.tasks.bayesnet:BayesNet", num_nodes=6, direction=direction))
+
+
+def test_check_gfn_env_vector_env() -> None:
+    check_gfn_env(GFlowNetVectorEnv(4, task="gfn_envs.tasks.bayesnet:BayesNet", num_nodes=4))
 
 
 def test_registered_env_runs_an_episode() -> None:
