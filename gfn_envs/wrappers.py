@@ -80,7 +80,7 @@ NORMALISATION_TOLERANCE = 1e-3
 
 def _uniform(obs: Tensor, mask: Tensor) -> Tensor:
     counts = mask.sum(dim=1, keepdim=True).clamp_min(1).to(torch.float32)
-    return (-counts.log()).expand(mask.shape).masked_fill(~mask, -torch.inf)
+    return counts.reciprocal().log().expand(mask.shape).masked_fill(~mask, -torch.inf)
 
 
 def validate_log_probs(log_probs: Any, mask: Tensor, name: str) -> Tensor:
