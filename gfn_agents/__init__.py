@@ -1,0 +1,48 @@
+"""gfn_agents: Stable-Baselines3-style GFlowNet agents evaluated with exact metrics.
+
+``make_agent(name, env, **kwargs)`` builds any preset or baseline by name:
+
+=========  ======================================================================
+``RL-U``   policy gradient, uniform P_B
+``RL-B``   policy gradient, P_B trained towards P_F
+``RL-G``   policy gradient, P_B trained towards the task's guided distribution
+``RL-T``   RL-U with TRPO steps
+``TB``     trajectory balance, learned P_B (``TB-U``: uniform P_B)
+``DB``     detailed balance, learned P_B (``DB-U``: uniform P_B)
+``SubTB``  sub-trajectory balance, learned P_B (``SubTB-U``: uniform P_B)
+=========  ======================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gfn_agents.base import GFlowNetAlgorithm
+from gfn_agents.evaluation import ExactEvalCallback, evaluate_sampler
+from gfn_agents.pg import PolicyGradientGFN
+
+PRESETS: dict[str, tuple[type[GFlowNetAlgorithm], dict[str, Any]]] = {
+    "RL-U": (PolicyGradientGFN, {"backward": "uniform"}),
+    "RL-B": (PolicyGradientGFN, {"backward": "forward"}),
+    "RL-G": (PolicyGradientGFN, {"backward": "guided"}),
+    "RL-T": (PolicyGradientGFN, {"backward": "uniform", "update": "trpo"}),
+}
+"""Agent names: the class and the kwargs that define each preset."""
+
+
+def make_agent(name: str, env: Any, policy: str = "MlpPolicy", **kwargs: Any) -> GFlowNetAlgorithm:
+    """Build the agent called ``name`` (see :data:`PRESETS`) on ``env``; kwargs override."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown agent {name!r}; choose one of {sorted(PRESETS)}")
+    cls, preset = PRESETS[name]
+    return cls(policy, env, **{**preset, **kwargs})
+
+
+__all__ = [
+    "PRESETS",
+    "ExactEvalCallback",
+    "GFlowNetAlgorithm",
+    "PolicyGradientGFN",
+    "evaluate_sampler",
+    "make_agent",
+]

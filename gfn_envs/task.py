@@ -183,6 +183,12 @@ class Task(ABC):
         """log Z* = log Σ_x R(x), from the enumerated rewards."""
         return float(torch.logsumexp(self._enumerate()["log_rewards"], dim=0))
 
+    def modes(self) -> Tensor:
+        """Bool mask over :meth:`terminal_states`: the modes (default: the objects of maximal
+        reward, to float32 precision). Tasks with another definition override this."""
+        log_rewards = self._enumerate()["log_rewards"]
+        return log_rewards >= log_rewards.max() - 1e-6
+
     def true_distribution(self) -> Tensor:
         """P*(x) = R(x)/Z* over :meth:`terminal_states`, float64."""
         return torch.softmax(self._enumerate()["log_rewards"], dim=0)

@@ -1,0 +1,401 @@
+"""The algorithm surface every agent shares, in the manner of Stable-Baselines3's ``BaseAlgorithm``.
+
+``Agent(policy, env, **hyperparameters)``; ``learn(total_trajectories=… or total_timesteps=…,
+callback=…, log_interval=…, progress_bar=…, reset_num_timesteps=…)``; ``sample(n)`` for terminal
+objects; ``predict(obs, action_masks=…)``; ``save(path)`` and ``Agent.load(path, env=None)``.
+
+* ``env`` is a registered id (with ``env_kwargs``), a Gymnasium env or a vector env of gfn_envs;
+  the agent samples through its own native vector env of ``batch_size`` sub-envs on the same task.
+* Callbacks are Stable-Baselines3 ``BaseCallback`` objects; ``on_step`` is called once per training
+  iteration. Logging uses SB3's logger (stdout, csv, tensorboard).
+* ``num_timesteps`` counts transitions (actions, exit included) and ``num_trajectories`` complete
+  trajectories, over all ``learn`` calls unless ``reset_num_timesteps``.
+* Checkpoints are SB3-style zip files holding the hyperparameters, the env id and kwargs, every
+  network, log Z, the optimizer states and the RNG states, plus a format version; they are written
+  to a temporary file and renamed, so a crash never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+import zipfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import Logger, configure
+from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_file
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from gfn_agents.policies import masked_log_softmax
+from gfn_envs.env import GFlowNetVectorEnv
+from gfn_envs.exact import task_of
+from gfn_envs.task import Task
+
+CHECKPOINT_FORMAT = 1
+POLICIES = ("MlpPolicy",)
+
+
+def check_positive(name: str, value: Any, integer: bool = False) -> None:
+    """Raise a clear ValueError unless ``value`` is a positive (integer) number."""
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
+        what = "a positive integer" if integer else "a positive number"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    if not integer and not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+
+
+def check_unit_interval(name: str, value: Any) -> None:
+    """Raise a clear ValueError unless ``value`` lies in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+
+
+def _env_identity(env: Any, env_kwargs: dict[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
+    if isinstance(env, str):
+        return env, dict(env_kwargs or {})
+    if env_kwargs:
+        raise ValueError("env_kwargs are only for an env given by its registered id")
+    spec = getattr(env, "spec", None)
+    if spec is None:
+        return None, {}
+    kwargs = {k: v for k, v in spec.kwargs.items() if k not in ("vectorization_mode", "num_envs")}
+    return spec.id, kwargs
+
+
+class GFlowNetAlgorithm(ABC):
+    """Base class of all agents. Subclasses implement :meth:`_setup_model` and :meth:`train_step`.
+
+    Args:
+        policy: ``"MlpPolicy"`` (masked categorical MLPs).
+        env: registered id, Gymnasium env or vector env of gfn_envs (or a task).
+        batch_size: trajectories per training iteration.
+        learning_rate: Adam step size of the policy networks.
+        lr_z: Adam step size of log Z.
+        net_arch: hidden widths of P_F and P_B (default 4 × 256 as in the paper).
+        log_reward_clip: lower clip of log R in the losses (the paper's −12), or None.
+        env_kwargs: kwargs of a registered id.
+        seed: seeds network initialisation and sampling; the same seed gives the same run.
+        device: ``"cpu"`` or ``"cuda"``.
+        verbose: 0 silent, 1 logs to stdout.
+        tensorboard_log: directory for tensorboard and csv logs, or None.
+    """
+
+    preset: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        policy: str,
+        env: Any,
+        batch_size: int = 128,
+        learning_rate: float = 1e-3,
+        lr_z: float = 0.1,
+        net_arch: Iterable[int] = (256, 256, 256, 256),
+        log_reward_clip: float | None = -12.0,
+        env_kwargs: dict[str, Any] | None = None,
+        seed: int | None = None,
+        device: str | torch.device = "cpu",
+        verbose: int = 0,
+        tensorboard_log: str | None = None,
+    ) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        check_positive("batch_size", batch_size, integer=True)
+        check_positive("learning_rate", learning_rate)
+        check_positive("lr_z", lr_z)
+        if log_reward_clip is not None and not math.isfinite(log_reward_clip):
+            raise ValueError(
+                f"log_reward_clip must be a finite number or None, got {log_reward_clip!r}"
+            )
+        self.device = torch.device(device)
+        self.env_id, self.env_kwargs = _env_identity(env, env_kwargs)
+        if isinstance(env, str):
+            env = gym.make(env, **self.env_kwargs)
+        self.task: Task = task_of(env)
+        if self.task.device != self.device:
+            raise ValueError(
+                f"the env's task lives on {self.task.device} but device={self.device}; "
+                "build the env with device= as well"
+            )
+        self.policy_name, self.batch_size = policy, batch_size
+        self.learning_rate, self.lr_z = float(learning_rate), float(lr_z)
+        self.net_arch = tuple(net_arch)
+        self.log_reward_clip = log_reward_clip
+        self.seed, self.verbose, self.tensorboard_log = seed, verbose, tensorboard_log
+        self.forward_env = self._vector_env("forward")
+        self.backward_env = self._vector_env("backward")
+        self.generator = torch.Generator(device=self.device)
+        if seed is not None:
+            self.generator.manual_seed(seed)
+            torch.manual_seed(seed)
+        else:
+            self.generator.seed()
+        self.num_timesteps = 0
+        self.num_trajectories = 0
+        self.iteration = 0
+        self._logger: Logger | None = None
+        self._setup_model()
+
+    # ------------------------------------------------------------------ subclass API
+    @abstractmethod
+    def _setup_model(self) -> None:
+        """Build ``self.networks`` (a :class:`~gfn_agents.policies.PolicyNetworks`) and optimizers."""
+
+    @abstractmethod
+    def train_step(self) -> dict[str, float]:
+        """Run one training iteration; return the statistics to log (``transitions`` included)."""
+
+    def _hyperparameters(self) -> dict[str, Any]:
+        """Constructor kwargs that rebuild this agent (subclasses extend)."""
+        return {
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "lr_z": self.lr_z,
+            "net_arch": list(self.net_arch),
+            "log_reward_clip": self.log_reward_clip,
+            "seed": self.seed,
+            "verbose": self.verbose,
+            "tensorboard_log": self.tensorboard_log,
+        }
+
+    def _modules(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
+        """Everything with a ``state_dict`` that a checkpoint must hold (subclasses extend)."""
+        return {"networks": self.networks, **self.optimizers}
+
+    # ------------------------------------------------------------------ helpers
+    networks: Any
+    optimizers: dict[str, torch.optim.Optimizer]
+
+    def _vector_env(self, direction: str) -> GFlowNetVectorEnv:
+        return GFlowNetVectorEnv(
+            self.batch_size, self.task, direction=direction, autoreset_mode="disabled", tensors=True
+        )
+
+    def clipped_log_rewards(self, log_rewards: Tensor) -> Tensor:
+        """log R̂(x) = max(log R(x), clip) (the paper's −12), or log R(x) without a clip."""
+        if self.log_reward_clip is None:
+            return log_rewards
+        return log_rewards.clamp(min=self.log_reward_clip)
+
+    @property
+    def log_z(self) -> float:
+        """The current estimate of log Z."""
+        return float(self.networks.log_z.detach())
+
+    def get_env(self) -> GFlowNetVectorEnv:
+        """The vector env the agent samples through (SB3 callbacks read it)."""
+        return self.forward_env
+
+    @property
+    def logger(self) -> Logger:
+        if self._logger is None:
+            formats = ["stdout"] if self.verbose else []
+            if self.tensorboard_log is not None:
+                formats += ["csv", "tensorboard"]
+            self._logger = configure(self.tensorboard_log, formats)
+        return self._logger
+
+    def set_logger(self, logger: Logger) -> None:
+        """Use an SB3 logger of your own."""
+        self._logger = logger
+
+    # ------------------------------------------------------------------ policy views
+    def forward_log_probs(self, obs: Tensor, mask: Tensor) -> Tensor:
+        """log P_F(·|s) for observations and masks; the ``forward_policy`` of the exact DP."""
+        with torch.no_grad():
+            out = self.networks.forward_outputs(obs.to(self.device, torch.float32))
+            return masked_log_softmax(out[:, : self.task.n_actions], mask.to(self.device))
+
+    def predict(
+        self,
+        observation: np.ndarray | Tensor,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+        action_masks: np.ndarray | Tensor | None = None,
+    ) -> tuple[np.ndarray, None]:
+        """Forward actions for observations ``[obs_dim]`` or ``[B, obs_dim]`` (SB3's signature).
+
+        Without ``action_masks`` every action is allowed, as in SB3; pass the env's masks to get
+        legal actions only.
+        """
+        obs = torch.as_tensor(np.asarray(observation), dtype=torch.float32, device=self.device)
+        single = obs.dim() == 1
+        obs = obs.reshape(-1, self.task.obs_dim)
+        if action_masks is None:
+            mask = torch.ones(len(obs), self.task.n_actions, dtype=torch.bool, device=self.device)
+        else:
+            mask = torch.as_tensor(np.asarray(action_masks), dtype=torch.bool, device=self.device)
+            mask = mask.reshape(len(obs), self.task.n_actions)
+        log_probs = self.forward_log_probs(obs, mask)
+        if deterministic:
+            actions = log_probs.argmax(dim=1)
+        else:
+            actions = torch.multinomial(log_probs.exp(), 1, generator=self.generator).squeeze(1)
+        out = actions.cpu().numpy()
+        return (out[0] if single else out), None
+
+    def sample(self, n: int) -> Tensor:
+        """``n`` terminal objects sampled from P_F, ``[n, *state_shape]``."""
+        check_positive("n", n, integer=True)
+        from gfn_agents.rollout import sample_trajectories
+
+        out = []
+        env = (
+            self.forward_env
+            if n >= self.batch_size
+            else GFlowNetVectorEnv(n, self.task, autoreset_mode="disabled", tensors=True)
+        )
+        while sum(len(x) for x in out) < n:
+            traj = sample_trajectories(
+                env, self.networks.forward_outputs, self.generator, grad=False
+            )
+            out.append(traj.objects)
+        return torch.cat(out)[:n]
+
+    # ------------------------------------------------------------------ training loop
+    def learn(
+        self,
+        total_trajectories: int | None = None,
+        total_timesteps: int | None = None,
+        callback: BaseCallback | list[BaseCallback] | None = None,
+        log_interval: int = 10,
+        progress_bar: bool = False,
+        reset_num_timesteps: bool = True,
+    ) -> GFlowNetAlgorithm:
+        """Train until ``total_trajectories`` trajectories or ``total_timesteps`` transitions.
+
+        Budgets count from this call when ``reset_num_timesteps`` is true, and from the agent's
+        saved counters otherwise (so a resumed run continues where it stopped).
+        """
+        if (total_trajectories is None) == (total_timesteps is None):
+            raise ValueError("give exactly one of total_trajectories and total_timesteps")
+        budget = total_trajectories if total_trajectories is not None else total_timesteps
+        check_positive("total_trajectories/total_timesteps", budget, integer=True)
+        check_positive("log_interval", log_interval, integer=True)
+        if reset_num_timesteps:
+            self.num_timesteps = self.num_trajectories = self.iteration = 0
+
+        def progress() -> int:
+            return self.num_trajectories if total_trajectories is not None else self.num_timesteps
+
+        target = budget if reset_num_timesteps else progress() + budget
+        callbacks = callback if isinstance(callback, list) else [callback] if callback else []
+        cb = CallbackList(callbacks)
+        cb.init_callback(self)  # type: ignore[arg-type]
+        cb.on_training_start(locals(), globals())
+        bar = tqdm(
+            total=target,
+            initial=progress(),
+            disable=not progress_bar,
+            unit="traj" if total_trajectories is not None else "step",
+        )
+        start, start_traj = time.perf_counter(), self.num_trajectories
+        try:
+            while progress() < target:
+                stats = self.train_step()
+                before = progress()
+                self.iteration += 1
+                self.num_trajectories += self.batch_size
+                self.num_timesteps += int(stats.pop("transitions"))
+                bar.update(progress() - before)
+                elapsed = time.perf_counter() - start
+                if self.iteration % log_interval == 0:
+                    for key, value in stats.items():
+                        self.logger.record(f"train/{key}", value)
+                    self.logger.record("time/iterations", self.iteration)
+                    self.logger.record("time/trajectories", self.num_trajectories)
+                    self.logger.record(
+                        "time/trajectories_per_s", (self.num_trajectories - start_traj) / elapsed
+                    )
+                    self.logger.dump(step=self.num_timesteps)
+                if not cb.on_step():
+                    break
+        finally:
+            bar.close()
+        cb.on_training_end()
+        return self
+
+    # ------------------------------------------------------------------ persistence
+    def _rng_state(self) -> dict[str, Tensor]:
+        return {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write a versioned zip checkpoint atomically (temporary file, then rename)."""
+        path = os.fspath(path)
+        if not path.endswith(".zip"):
+            path += ".zip"
+        data = {
+            "format_version": CHECKPOINT_FORMAT,
+            "algorithm": type(self).__name__,
+            "policy": self.policy_name,
+            "env_id": self.env_id,
+            "env_kwargs": self.env_kwargs,
+            "hyperparameters": self._hyperparameters(),
+            "num_timesteps": self.num_timesteps,
+            "num_trajectories": self.num_trajectories,
+            "iteration": self.iteration,
+        }
+        params = {name: module.state_dict() for name, module in self._modules().items()}
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(suffix=".zip.tmp", dir=directory)
+        os.close(fd)
+        try:
+            save_to_zip_file(tmp, data=data, params=params, pytorch_variables=self._rng_state())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], env: Any = None, device: str | torch.device = "cpu"
+    ) -> GFlowNetAlgorithm:
+        """Rebuild an agent from :meth:`save`'s checkpoint; the env is rebuilt from the saved id and
+        kwargs unless ``env`` is given. Training resumes with ``learn(..., reset_num_timesteps=False)``.
+        """
+        path = os.fspath(path)
+        if not os.path.exists(path) and os.path.exists(path + ".zip"):
+            path += ".zip"
+        try:
+            data, params, variables = load_from_zip_file(path, device=device)
+        except (ValueError, zipfile.BadZipFile, KeyError, RuntimeError, EOFError) as exc:
+            raise ValueError(f"{path} is not a readable gfn-gym checkpoint: {exc}") from exc
+        if not data or data.get("format_version") != CHECKPOINT_FORMAT:
+            found = None if not data else data.get("format_version")
+            raise ValueError(
+                f"{path} has checkpoint format {found!r}; this gfn-gym reads format {CHECKPOINT_FORMAT}"
+            )
+        if data["algorithm"] != cls.__name__ and cls is not GFlowNetAlgorithm:
+            raise ValueError(f"{path} holds a {data['algorithm']}, not a {cls.__name__}")
+        if env is None:
+            if data["env_id"] is None:
+                raise ValueError(f"{path} was trained on an unregistered env; pass env= to load()")
+            env, env_kwargs = data["env_id"], data["env_kwargs"]
+        else:
+            env_kwargs = None
+        agent = cls(
+            data["policy"], env, env_kwargs=env_kwargs, device=device, **data["hyperparameters"]
+        )
+        try:
+            for name, module in agent._modules().items():
+                module.load_state_dict(params[name])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise ValueError(f"{path} does not match this agent's networks: {exc}") from exc
+        if variables is None or "generator" not in variables:
+            raise ValueError(f"{path} has no RNG state; it is not a complete gfn-gym checkpoint")
+        agent.generator.set_state(variables["generator"].cpu())
+        torch.set_rng_state(variables["torch"].cpu())
+        agent.num_timesteps = data["num_timesteps"]
+        agent.num_trajectories = data["num_trajectories"]
+        agent.iteration = data["iteration"]
+        return agent

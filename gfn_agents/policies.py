@@ -1,0 +1,115 @@
+"""Networks: masked categorical policies P_F and P_B, state flows, value networks and log Z.
+
+Conventions. P_F's network outputs ``n_actions`` logits (exit last) and, for the balance losses
+that need a state flow, one extra output log F(s) from the same trunk, so one forward pass gives
+both. P_B outputs ``n_backward_actions`` logits. Masked actions get probability 0:
+:func:`masked_log_softmax` puts −inf there, and only rows with at least one legal action are ever
+normalised, so no NaN can appear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def mlp(in_dim: int, out_dim: int, hidden: Sequence[int]) -> nn.Sequential:
+    """A ReLU multilayer perceptron with the given hidden widths and a linear output."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+def masked_log_softmax(logits: Tensor, mask: Tensor) -> Tensor:
+    """log-softmax over the legal actions (−inf elsewhere). Every row needs a legal action."""
+    return logits.masked_fill(~mask, -torch.inf).log_softmax(dim=-1)
+
+
+def uniform_log_probs(mask: Tensor) -> Tensor:
+    """log-probabilities of the uniform policy over the legal actions of each row."""
+    return (mask.float() / mask.sum(dim=-1, keepdim=True)).log()
+
+
+def check_net_arch(hidden: Sequence[int], name: str) -> tuple[int, ...]:
+    """Validate a list of hidden widths."""
+    hidden = tuple(hidden)
+    if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+        raise ValueError(
+            f"{name} must be a non-empty list of positive layer widths, got {hidden!r}"
+        )
+    return hidden
+
+
+class PolicyNetworks(nn.Module):
+    """P_F (with an optional log-flow output), an optional learned P_B, and log Z.
+
+    Args:
+        obs_dim, n_actions, n_backward_actions: from the task.
+        net_arch: hidden widths of P_F and P_B (the paper's default is 4 × 256).
+        learn_backward: build a P_B network (else P_B is uniform over parents).
+        flow: add the log F(s) output to P_F (DB, SubTB).
+        share_trunk: P_B is a head on P_F's trunk instead of a separate network.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        n_actions: int,
+        n_backward_actions: int,
+        net_arch: Sequence[int] = (256, 256, 256, 256),
+        learn_backward: bool = False,
+        flow: bool = False,
+        share_trunk: bool = False,
+    ) -> None:
+        super().__init__()
+        net_arch = check_net_arch(net_arch, "net_arch")
+        self.n_actions, self.flow, self.share_trunk = n_actions, flow, share_trunk
+        out = n_actions + int(flow)
+        if share_trunk:
+            self.trunk: nn.Module = mlp(obs_dim, net_arch[-1], net_arch[:-1])
+            self.trunk.append(nn.ReLU())
+            self.pf: nn.Module = nn.Linear(net_arch[-1], out)
+            self.pb: nn.Module | None = (
+                nn.Linear(net_arch[-1], n_backward_actions) if learn_backward else None
+            )
+        else:
+            self.trunk = nn.Identity()
+            self.pf = mlp(obs_dim, out, net_arch)
+            self.pb = mlp(obs_dim, n_backward_actions, net_arch) if learn_backward else None
+        self.log_z = nn.Parameter(torch.zeros(()))
+
+    def forward_outputs(self, obs: Tensor) -> Tensor:
+        """P_F logits ``[B, n_actions]``, followed by log F(s) when ``flow``."""
+        return self.pf(self.trunk(obs))
+
+    def backward_logits(self, obs: Tensor) -> Tensor:
+        """P_B logits ``[B, n_backward_actions]``; requires ``learn_backward``."""
+        if self.pb is None:
+            raise RuntimeError("this agent's backward policy is uniform")
+        return self.pb(self.trunk(obs))
+
+    def forward_parameters(self) -> list[nn.Parameter]:
+        """Parameters of P_F (and the trunk), without log Z and P_B's own head."""
+        params = list(self.trunk.parameters()) + list(self.pf.parameters())
+        return params
+
+    def backward_parameters(self) -> list[nn.Parameter]:
+        """Parameters of P_B's own network or head."""
+        return [] if self.pb is None else list(self.pb.parameters())
+
+
+class ValueNetwork(nn.Module):
+    """A scalar baseline Ṽ(s); the paper's default is 2 × 256."""
+
+    def __init__(self, obs_dim: int, net_arch: Sequence[int] = (256, 256)) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, 1, check_net_arch(net_arch, "value_net_arch"))
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(obs).squeeze(-1)

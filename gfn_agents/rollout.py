@@ -1,0 +1,183 @@
+"""One trajectory container, and batched forward and backward sampling through the vector env.
+
+Layout. A batch of B trajectories is stored *flat*: one row per action actually taken, in
+time-major order (all first actions, then all second actions, …). ``valid`` is the ``[T, B]`` mask
+of taken actions, so ``grid[valid]`` of any ``[T, B]`` tensor is in the same order as the flat rows,
+and :meth:`Trajectories.to_grid` goes back. No padding rows enter a network.
+
+Forward trajectories: row i is the state s_t where action a_t was taken; the last row of each
+trajectory is its exit. Backward trajectories: row i is the state y_k where backward action b_k was
+taken; the last row of each trajectory is the step into s0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+from gfn_agents.policies import masked_log_softmax, uniform_log_probs
+from gfn_envs.env import GFlowNetVectorEnv
+
+PolicyFn = Callable[[Tensor], Tensor]
+"""Maps observations ``[n, obs_dim]`` to policy outputs whose first columns are the logits."""
+
+
+@dataclass
+class Trajectories:
+    """A batch of complete trajectories, forward or backward, in flat time-major layout.
+
+    Attributes:
+        direction: ``"forward"`` or ``"backward"``.
+        valid: bool ``[T, B]``, the actions taken.
+        states, obs, masks, actions: per taken action, the state, its observation, the legal
+            actions of the sampling direction there, and the action.
+        outputs: the raw policy outputs at ``states`` (logits first); they carry the autograd graph
+            when sampled with gradients, so losses reuse the sampling pass.
+        log_probs: log-probability of ``actions`` under the policy (not under the exploration
+            mixture), with the graph of ``outputs``.
+        objects: ``[B, *state_shape]`` terminal object of each trajectory.
+        log_rewards: ``[B]`` log R of ``objects``.
+    """
+
+    direction: str
+    valid: Tensor
+    states: Tensor
+    obs: Tensor
+    masks: Tensor
+    actions: Tensor
+    outputs: Tensor | None
+    log_probs: Tensor
+    objects: Tensor
+    log_rewards: Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.valid.shape[1]
+
+    @cached_property
+    def lengths(self) -> Tensor:
+        """Number of actions of each trajectory, ``[B]``."""
+        return self.valid.sum(dim=0)
+
+    @cached_property
+    def batch_index(self) -> Tensor:
+        """Trajectory of each flat row, ``[N]``."""
+        return self.valid.nonzero()[:, 1]
+
+    @cached_property
+    def next_index(self) -> Tensor:
+        """Flat row of the next action of the same trajectory, or −1 after its last action."""
+        grid = torch.full(self.valid.shape, -1, dtype=torch.long, device=self.valid.device)
+        grid[self.valid] = torch.arange(len(self.actions), device=self.valid.device)
+        shifted = torch.cat([grid[1:], torch.full_like(grid[:1], -1)])
+        return shifted[self.valid]
+
+    @cached_property
+    def is_last(self) -> Tensor:
+        """Bool ``[N]``: the last action of its trajectory (exit, or the step into s0)."""
+        return self.next_index < 0
+
+    def to_grid(self, flat: Tensor) -> Tensor:
+        """Scatter per-row values ``[N]`` into a zero-padded ``[T, B]`` grid."""
+        grid = flat.new_zeros(self.valid.shape)
+        grid[self.valid] = flat
+        return grid
+
+    def per_trajectory_sum(self, flat: Tensor) -> Tensor:
+        """Σ over the rows of each trajectory, ``[B]``."""
+        return flat.new_zeros(self.batch_size).index_add(0, self.batch_index, flat)
+
+    def next_values(self, flat: Tensor, last: float | Tensor = 0.0) -> Tensor:
+        """``flat`` at the next row of each trajectory, ``last`` after its final action."""
+        nxt = self.next_index
+        return torch.where(
+            self.is_last, torch.as_tensor(last, dtype=flat.dtype), flat[nxt.clamp(min=0)]
+        )
+
+
+def _sample_actions(
+    log_probs: Tensor,
+    mask: Tensor,
+    generator: torch.Generator,
+    epsilon: float,
+    temperature: float,
+) -> Tensor:
+    """Draw actions from the policy, tempered and mixed with ε of the uniform legal policy."""
+    with torch.no_grad():
+        if temperature != 1.0:
+            log_probs = (log_probs / temperature).log_softmax(dim=-1)
+        probs = log_probs.exp()
+        if epsilon > 0.0:
+            probs = (1 - epsilon) * probs + epsilon * uniform_log_probs(mask).exp()
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+def sample_trajectories(
+    env: GFlowNetVectorEnv,
+    policy: PolicyFn | None,
+    generator: torch.Generator,
+    starts: Tensor | None = None,
+    grad: bool = True,
+    epsilon: float = 0.0,
+    temperature: float = 1.0,
+) -> Trajectories:
+    """Roll out one complete trajectory per sub-env of ``env`` (autoreset disabled, tensors on).
+
+    Args:
+        env: a :class:`GFlowNetVectorEnv` with ``autoreset_mode="disabled"`` and ``tensors=True``;
+            its direction decides forward or backward sampling.
+        policy: the sampling network (logits first), or None for the uniform policy.
+        generator: the source of randomness of the actions.
+        starts: backward only: the terminal objects to take apart, one per sub-env.
+        grad: keep the autograd graph of the policy outputs.
+        epsilon, temperature: exploration (off-policy sampling for the balance losses).
+    """
+    obs, info = env.reset(options=None if starts is None else {"states": starts})
+    n = env.single_action_space.n
+    done = env.done.clone()
+    rows: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None, Tensor]] = []
+    valid_steps: list[Tensor] = []
+    objects = env.states.clone() if env.direction == "backward" else None
+    log_rewards = torch.zeros(env.num_envs, device=env.device)
+    actions = torch.zeros(env.num_envs, dtype=torch.long, device=env.device)
+    while not bool(done.all()):
+        alive = ~done
+        idx = alive.nonzero().squeeze(1)
+        states, o, mask = env.states[idx], obs[idx], info["action_mask"][idx]
+        if policy is None:
+            outputs = None
+            log_probs = uniform_log_probs(mask)
+        else:
+            with torch.set_grad_enabled(grad):
+                outputs = policy(o)
+                log_probs = masked_log_softmax(outputs[:, :n], mask)
+        chosen = _sample_actions(log_probs.detach(), mask, generator, epsilon, temperature)
+        taken = log_probs.gather(1, chosen.unsqueeze(1)).squeeze(1)
+        actions = torch.zeros_like(actions).index_copy(0, idx, chosen)
+        obs, reward, terminated, _, info = env.step(actions)
+        if env.direction == "forward":
+            log_rewards = torch.where(terminated & alive, reward, log_rewards)
+        rows.append((states, o, mask, chosen, taken, outputs, idx))
+        valid_steps.append(alive)
+        done = terminated
+    if env.direction == "forward":
+        objects = env.states.clone()
+    else:
+        log_rewards = env.task.log_reward(objects)
+    cat = torch.cat
+    return Trajectories(
+        direction=env.direction,
+        valid=torch.stack(valid_steps),
+        states=cat([r[0] for r in rows]),
+        obs=cat([r[1] for r in rows]),
+        masks=cat([r[2] for r in rows]),
+        actions=cat([r[3] for r in rows]),
+        outputs=None if policy is None else cat([r[5] for r in rows]),  # type: ignore[misc]
+        log_probs=cat([r[4] for r in rows]),
+        objects=objects,
+        log_rewards=log_rewards,
+    )
