@@ -311,7 +311,14 @@ class GFlowNetVectorEnv(_TaskViews, VectorEnv):
                 raise ValueError("options['states'] is only for direction='backward'")
             return self.task.s0(n)
         if given is None:
-            return self.task.sample_terminal(n, self._generator)
+            # Like the single env, never start at s0: it has no backward move, so such a sub-env
+            # would have no legal action and never terminate.
+            states = self.task.sample_terminal(n, self._generator)
+            redo = self.task.is_initial(states)
+            while bool(redo.any()):
+                states[redo] = self.task.sample_terminal(int(redo.sum()), self._generator)
+                redo = self.task.is_initial(states)
+            return states
         states = self.task.validate_states(given, "options['states']")
         if len(states) != n:
             raise ValueError(f"options['states'] must hold {n} objects, got {len(states)}")
@@ -377,12 +384,13 @@ class GFlowNetVectorEnv(_TaskViews, VectorEnv):
                 f"got dtype {a.dtype} and shape {tuple(a.shape)}"
             )
         n = self.single_action_space.n
-        if bool(((a < 0) | (a >= n)).any()):
+        low, high = torch.aminmax(a)
+        if int(low) < 0 or int(high) >= n:
             raise ValueError(f"actions must lie in [0, {n}), got {a.tolist()}")
         a = a.long()
         was_done = self.done
         legal = self._mask.gather(1, a.unsqueeze(1)).squeeze(1)
-        illegal = ~legal & ~was_done
+        illegal = ~(legal | was_done)
         if self.illegal_action == "raise" and bool(illegal.any()):
             i = int(illegal.nonzero()[0])
             raise IllegalActionError(
@@ -395,9 +403,10 @@ class GFlowNetVectorEnv(_TaskViews, VectorEnv):
         if self.direction == "forward":
             exit_ = self.task.exit_action
             is_exit = legal & (a == exit_)
-            move = legal & ~is_exit
-            if bool(is_exit.any()):
-                reward[is_exit] = self.task.log_reward(self.states[is_exit]).to(reward.dtype)
+            move = legal ^ is_exit
+            exits = is_exit.nonzero().squeeze(1)
+            if len(exits):
+                reward[exits] = self.task.log_reward(self.states[exits]).to(reward.dtype)
             moved = self.task.step(self.states, torch.where(move, a, 0))
             states = torch.where(
                 move.view(-1, *([1] * len(self.task.state_shape))), moved, self.states
@@ -425,7 +434,7 @@ class GFlowNetVectorEnv(_TaskViews, VectorEnv):
                 info["_final_obs"] = self._out(terminated)
                 self.states = self.states.clone()
                 self.states[terminated] = self._start_states(int(terminated.sum()), None)
-        self._mask = self._masks_of(self.states) & ~self.done.unsqueeze(1)
+        self._mask = self._masks_of(self.states).masked_fill_(self.done.unsqueeze(1), False)
         info.update(self._info())
         info["illegal_action"] = self._out(illegal)
         truncated = torch.zeros_like(terminated)

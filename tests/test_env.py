@@ -285,6 +285,26 @@ def test_vector_backward_starts_at_given_states_and_ends_at_s0() -> None:
     np.testing.assert_array_equal(info["state"], [[0, 0], [0, 0]])
 
 
+def test_backward_vector_env_never_starts_at_s0_and_keeps_running() -> None:
+    """Drawn backward starts avoid s0 (no backward move there), also on autoreset, so every
+    sub-env that has not just terminated always has a legal action."""
+    env = gym.make_vec(
+        "gfn_envs/HyperGrid-v0", num_envs=64, ndim=2, height=3, direction="backward", tensors=True
+    )
+    _, info = env.reset(seed=0)
+    assert bool(info["action_mask"].any(dim=1).all())
+    generator = torch.Generator().manual_seed(0)
+    episodes = 0
+    for _ in range(30):
+        mask = info["action_mask"]
+        finished = ~mask.any(dim=1)
+        actions = torch.multinomial((mask | finished[:, None]).float(), 1, generator=generator)
+        _, _, terminated, _, info = env.step(actions.squeeze(1))
+        assert bool((info["action_mask"].any(dim=1) | terminated).all())
+        episodes += int(terminated.sum())
+    assert episodes > 64
+
+
 def test_vector_strict_mode_names_sub_env_action_and_legal_ones() -> None:
     env = GFlowNetVectorEnv(2, task=HYPERGRID, ndim=2, height=2, illegal_action="raise")
     env.reset(seed=0)
