@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gfn_agents.balance import DetailedBalance, SubTrajectoryBalance, TrajectoryBalance
 from gfn_agents.base import GFlowNetAlgorithm
 from gfn_agents.evaluation import ExactEvalCallback, evaluate_sampler
 from gfn_agents.pg import PolicyGradientGFN
@@ -26,6 +27,12 @@ PRESETS: dict[str, tuple[type[GFlowNetAlgorithm], dict[str, Any]]] = {
     "RL-B": (PolicyGradientGFN, {"backward": "forward"}),
     "RL-G": (PolicyGradientGFN, {"backward": "guided"}),
     "RL-T": (PolicyGradientGFN, {"backward": "uniform", "update": "trpo"}),
+    "TB": (TrajectoryBalance, {"backward": "learned"}),
+    "TB-U": (TrajectoryBalance, {"backward": "uniform"}),
+    "DB": (DetailedBalance, {"backward": "learned"}),
+    "DB-U": (DetailedBalance, {"backward": "uniform"}),
+    "SubTB": (SubTrajectoryBalance, {"backward": "learned"}),
+    "SubTB-U": (SubTrajectoryBalance, {"backward": "uniform"}),
 }
 """Agent names: the class and the kwargs that define each preset."""
 
@@ -40,9 +47,12 @@ def make_agent(name: str, env: Any, policy: str = "MlpPolicy", **kwargs: Any) ->
 
 __all__ = [
     "PRESETS",
+    "DetailedBalance",
     "ExactEvalCallback",
     "GFlowNetAlgorithm",
     "PolicyGradientGFN",
+    "SubTrajectoryBalance",
+    "TrajectoryBalance",
     "evaluate_sampler",
     "make_agent",
 ]
