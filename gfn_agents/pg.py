@@ -108,7 +108,7 @@ class CoupledBackward:
         policy_loss.backward()
         self.optimizer.step()
         return {
-            "backward_value_loss": float(value_loss),
+            "backward_value_loss": float(value_loss.detach()),
             "backward_cost": float(costs.sum() / n),
         }
 
@@ -261,7 +261,7 @@ class PolicyGradientGFN(GFlowNetAlgorithm):
             stats.update(self.backward_learner.update(traj.objects, traj.log_rewards))
         return {
             **stats,
-            "value_loss": float(value_loss),
+            "value_loss": float(value_loss.detach()),
             "kl_objective": float(trajectory_costs.mean()),
             "log_z": self.log_z,
             "mean_log_reward": float(traj.log_rewards.mean()),
