@@ -72,6 +72,19 @@ def _env_identity(env: Any, env_kwargs: dict[str, Any] | None) -> tuple[str | No
     return spec.id, kwargs
 
 
+def _algorithm_class(name: str) -> type[GFlowNetAlgorithm] | None:
+    """The concrete agent class called ``name`` among the subclasses of GFlowNetAlgorithm."""
+    import gfn_agents  # noqa: F401  (imports every agent module, so its classes are subclasses)
+
+    stack: list[type[GFlowNetAlgorithm]] = [GFlowNetAlgorithm]
+    while stack:
+        current = stack.pop()
+        if current.__name__ == name and not getattr(current, "__abstractmethods__", None):
+            return current
+        stack.extend(current.__subclasses__())
+    return None
+
+
 class GFlowNetAlgorithm(ABC):
     """Base class of all agents. Subclasses implement :meth:`_setup_model` and :meth:`train_step`.
 
@@ -375,7 +388,8 @@ class GFlowNetAlgorithm(ABC):
             raise ValueError(
                 f"{path} has checkpoint format {found!r}; this gfn-gym reads format {CHECKPOINT_FORMAT}"
             )
-        if data["algorithm"] != cls.__name__ and cls is not GFlowNetAlgorithm:
+        algorithm = _algorithm_class(data["algorithm"]) if cls is GFlowNetAlgorithm else cls
+        if algorithm is None or data["algorithm"] != algorithm.__name__:
             raise ValueError(f"{path} holds a {data['algorithm']}, not a {cls.__name__}")
         if env is None:
             if data["env_id"] is None:
@@ -383,7 +397,7 @@ class GFlowNetAlgorithm(ABC):
             env, env_kwargs = data["env_id"], data["env_kwargs"]
         else:
             env_kwargs = None
-        agent = cls(
+        agent = algorithm(
             data["policy"], env, env_kwargs=env_kwargs, device=device, **data["hyperparameters"]
         )
         try:

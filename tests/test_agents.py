@@ -1,0 +1,472 @@
+"""Behaviour of the gfn_agents surface: gradient identities, checkpoints, seeds, errors, NaN safety,
+prediction and sampling, callbacks, and the accepted forms of ``env``.
+
+Every test uses small networks and batches (see ``SMALL``) so the file runs in well under a minute;
+the convergence claims live in ``tests/test_convergence.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zipfile
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
+
+import gfn_agents.base as base_module
+import gfn_envs  # noqa: F401  (registers the ids)
+from gfn_agents import (
+    PRESETS,
+    ExactEvalCallback,
+    GFlowNetAlgorithm,
+    PolicyGradientGFN,
+    evaluate_sampler,
+    make_agent,
+)
+from gfn_agents.balance import TrajectoryBalance, tb_residuals
+from gfn_agents.logprobs import step_log_probs
+from gfn_agents.rollout import sample_trajectories
+from gfn_envs.env import GFlowNetVectorEnv
+from gfn_envs.exact import exact_distribution
+from gfn_envs.tasks.bitseq import BitSequence
+from gfn_envs.tasks.hypergrid import HyperGrid
+
+ENV_ID = "gfn_envs/HyperGrid-v0"
+GRID = {"ndim": 2, "height": 8}
+SMALL: dict[str, Any] = {"net_arch": (32, 32), "batch_size": 16}
+ALL_PRESETS = ("RL-U", "RL-B", "RL-G", "RL-T", "TB", "DB", "SubTB")
+
+
+def small(name: str, **overrides: Any) -> dict[str, Any]:
+    """Small-network kwargs for preset ``name`` (value networks only for the PG family)."""
+    kwargs = dict(SMALL)
+    if name.startswith("RL-"):
+        kwargs["value_net_arch"] = (32, 32)
+    return {**kwargs, **overrides}
+
+
+def build(name: str, seed: int = 0, env: Any = ENV_ID, **overrides: Any) -> GFlowNetAlgorithm:
+    env_kwargs = GRID if isinstance(env, str) else None
+    return make_agent(name, env, env_kwargs=env_kwargs, seed=seed, **small(name, **overrides))
+
+
+def parameters(agent: GFlowNetAlgorithm) -> dict[str, torch.Tensor]:
+    """Every tensor a checkpoint holds for the networks, by name."""
+    out: dict[str, torch.Tensor] = {}
+    for name, module in agent._modules().items():
+        if isinstance(module, torch.nn.Module):
+            for key, value in module.state_dict().items():
+                out[f"{name}.{key}"] = value.detach().clone()
+    return out
+
+
+def assert_same_parameters(a: GFlowNetAlgorithm, b: GFlowNetAlgorithm) -> None:
+    pa, pb = parameters(a), parameters(b)
+    assert pa.keys() == pb.keys()
+    for key in pa:
+        assert torch.equal(pa[key], pb[key]), key
+
+
+# ---------------------------------------------------------------------------- gradient identities
+@pytest.mark.parametrize("name", ["RL-U", "RL-B"])
+def test_actor_gradient_with_trajectory_cost_as_advantage_is_half_the_tb_gradient(
+    name: str,
+) -> None:
+    """With Â_t = S(τ) for every step (no baseline, no centring), the actor loss
+    (1/B) Σ_n S(τ_n) Σ_t log P_F(a_t|s_t) has gradient (1/B) Σ_n S_n ∇ log P_F(τ_n), which is ½ of
+    ∇_θ mean_n S_n² (the TB loss), P_B held fixed. Checked on a sampled batch with the agent's own
+    costs (``forward_costs``) and the TB residual of :mod:`gfn_agents.balance`."""
+    agent = build(name, seed=3)
+    assert isinstance(agent, PolicyGradientGFN)
+    agent.networks.log_z.data.fill_(0.7)  # a non-trivial log Z
+    traj = sample_trajectories(agent.forward_env, agent.networks.forward_outputs, agent.generator)
+    lp = step_log_probs(agent.networks, agent.task, traj)
+    costs = agent.forward_costs(traj, lp.log_pf, lp.log_pb)
+    trajectory_costs = traj.per_trajectory_sum(costs)
+    params = agent.networks.forward_parameters()
+
+    actor_loss = (trajectory_costs[traj.batch_index] * lp.log_pf).sum() / traj.batch_size
+    actor_grad = torch.autograd.grad(actor_loss, params, retain_graph=True)
+    log_rewards = agent.clipped_log_rewards(traj.log_rewards)
+    tb_loss = tb_residuals(traj, lp, agent.networks.log_z, log_rewards).pow(2).mean()
+    tb_grad = torch.autograd.grad(tb_loss, params)
+
+    assert float(trajectory_costs.abs().mean()) > 0.1  # the identity is not 0 = 0
+    for g_actor, g_tb in zip(actor_grad, tb_grad, strict=True):
+        torch.testing.assert_close(g_actor, 0.5 * g_tb, rtol=1e-4, atol=1e-6)
+
+
+def test_log_z_gradient_of_a_training_step_is_half_the_tb_log_z_gradient() -> None:
+    """The log Z gradient that ``train_step`` applies is mean_n S(τ_n), ½ of ∂/∂log Z of the TB
+    loss on the same batch. The batch is reproduced by replaying the sampling generator."""
+    agent = build("RL-U", seed=5)
+    agent.networks.log_z.data.fill_(-0.4)
+    state = agent.generator.get_state()
+    traj = sample_trajectories(agent.forward_env, agent.networks.forward_outputs, agent.generator)
+    lp = step_log_probs(agent.networks, agent.task, traj)
+    log_rewards = agent.clipped_log_rewards(traj.log_rewards)
+    tb_loss = tb_residuals(traj, lp, agent.networks.log_z, log_rewards).pow(2).mean()
+    (tb_grad,) = torch.autograd.grad(tb_loss, [agent.networks.log_z])
+
+    agent.generator.set_state(state)
+    agent.train_step()
+    applied = agent.networks.log_z.grad
+    assert applied is not None and abs(float(tb_grad)) > 0.1
+    torch.testing.assert_close(applied, 0.5 * tb_grad, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+@pytest.mark.parametrize("name", ALL_PRESETS)
+def test_save_load_and_resume_equals_an_uninterrupted_run(name: str, tmp_path: Any) -> None:
+    """learn(N); save; load; learn(M, reset_num_timesteps=False) gives exactly the parameters,
+    counters and exact metrics of learn(N + M) with the same seed."""
+    straight = build(name, seed=11).learn(total_trajectories=96)
+
+    first = build(name, seed=11).learn(total_trajectories=48)
+    first.save(tmp_path / "ckpt")
+    resumed = type(first).load(tmp_path / "ckpt.zip")
+    assert_same_parameters(first, resumed)
+    assert resumed.num_trajectories == 48
+    resumed.learn(total_trajectories=48, reset_num_timesteps=False)
+
+    assert_same_parameters(straight, resumed)
+    assert (resumed.num_trajectories, resumed.num_timesteps, resumed.iteration) == (
+        straight.num_trajectories,
+        straight.num_timesteps,
+        straight.iteration,
+    )
+    assert evaluate_sampler(resumed) == evaluate_sampler(straight)
+
+
+def test_base_class_load_rebuilds_the_saved_algorithm(tmp_path: Any) -> None:
+    """``GFlowNetAlgorithm.load`` reads any checkpoint and returns an agent of the saved class."""
+    agent = build("RL-B", seed=1).learn(total_trajectories=32)
+    agent.save(tmp_path / "rl_b.zip")
+    loaded = GFlowNetAlgorithm.load(tmp_path / "rl_b.zip")
+    assert type(loaded) is PolicyGradientGFN and loaded.backward == "forward"
+    assert_same_parameters(agent, loaded)
+
+
+def test_corrupt_checkpoint_is_a_clear_value_error(tmp_path: Any) -> None:
+    path = tmp_path / "broken.zip"
+    path.write_bytes(b"this is not a zip file")
+    with pytest.raises(ValueError, match="not a readable gfn-gym checkpoint"):
+        PolicyGradientGFN.load(path)
+
+
+def _rewrite_data(src: Any, dst: Any, key: str, value: Any) -> None:
+    """Copy checkpoint ``src`` to ``dst`` with one field of its JSON ``data`` replaced."""
+    import json
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            payload = zin.read(item.filename)
+            if item.filename == "data":
+                data = json.loads(payload)
+                data[key] = value
+                payload = json.dumps(data).encode()
+            zout.writestr(item, payload)
+
+
+def test_wrong_format_version_is_a_clear_value_error(tmp_path: Any) -> None:
+    build("RL-U").save(tmp_path / "ok.zip")
+    _rewrite_data(tmp_path / "ok.zip", tmp_path / "future.zip", "format_version", 999)
+    with pytest.raises(ValueError, match="checkpoint format 999"):
+        PolicyGradientGFN.load(tmp_path / "future.zip")
+
+
+def test_loading_with_the_wrong_algorithm_class_is_a_clear_value_error(tmp_path: Any) -> None:
+    build("RL-U").save(tmp_path / "pg.zip")
+    with pytest.raises(ValueError, match="holds a PolicyGradientGFN, not a TrajectoryBalance"):
+        TrajectoryBalance.load(tmp_path / "pg.zip")
+
+
+def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path: Any, monkeypatch: Any) -> None:
+    """A successful save leaves only the checkpoint; a save that fails midway leaves the previous
+    checkpoint byte for byte and no temporary file."""
+    agent = build("RL-U").learn(total_trajectories=16)
+    agent.save(tmp_path / "run.zip")
+    assert sorted(os.listdir(tmp_path)) == ["run.zip"]
+    before = (tmp_path / "run.zip").read_bytes()
+
+    def half_written(path: str, **_: Any) -> None:
+        with open(path, "wb") as f:
+            f.write(b"PK half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(base_module, "save_to_zip_file", half_written)
+    agent.learn(total_trajectories=16)
+    with pytest.raises(OSError, match="disk full"):
+        agent.save(tmp_path / "run.zip")
+    assert sorted(os.listdir(tmp_path)) == ["run.zip"]
+    assert (tmp_path / "run.zip").read_bytes() == before
+
+
+def test_load_rebuilds_the_env_from_the_saved_id_and_kwargs(tmp_path: Any) -> None:
+    agent = make_agent(
+        "RL-U", ENV_ID, env_kwargs={"ndim": 3, "height": 4, "R0": 0.05}, seed=0, **small("RL-U")
+    )
+    agent.save(tmp_path / "grid.zip")
+    task = PolicyGradientGFN.load(tmp_path / "grid.zip").task
+    assert isinstance(task, HyperGrid)
+    assert (task.ndim, task.height, task.R0) == (3, 4, 0.05)
+
+
+# ---------------------------------------------------------------------------- seeds
+@pytest.mark.parametrize("name", ["RL-G", "RL-T", "SubTB"])
+def test_same_seed_gives_the_same_metrics_and_another_seed_does_not(name: str) -> None:
+    runs = [build(name, seed=s).learn(total_trajectories=64) for s in (4, 4, 5)]
+    metrics = [evaluate_sampler(a) for a in runs]
+    assert metrics[0] == metrics[1]
+    assert metrics[0]["tv"] != metrics[2]["tv"]
+
+
+# ---------------------------------------------------------------------------- bad hyperparameters
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("RL-U", {"learning_rate": -1e-3}, "learning_rate must be a positive number"),
+        ("TB", {"learning_rate": 0.0}, "learning_rate must be a positive number"),
+        ("RL-U", {"lr_z": -0.1}, "lr_z must be a positive number"),
+        ("RL-B", {"lr_value": float("nan")}, "lr_value must be"),
+        ("RL-U", {"gae_lambda": 1.5}, r"gae_lambda must lie in \[0, 1\]"),
+        ("RL-U", {"gae_lambda": -0.01}, r"gae_lambda must lie in \[0, 1\]"),
+        ("SubTB", {"subtb_lambda": 2.0}, r"subtb_lambda must lie in \[0, 1\]"),
+        ("RL-U", {"batch_size": 0}, "batch_size must be a positive integer"),
+        ("TB", {"batch_size": 2.5}, "batch_size must be a positive integer"),
+        ("RL-U", {"batch_size": True}, "batch_size must be a positive integer"),
+        ("RL-U", {"net_arch": (64, 0)}, "net_arch must be a non-empty list"),
+        ("RL-U", {"backward": "sideways"}, "backward must be one of"),
+        ("TB", {"epsilon": 1.5}, r"epsilon must lie in \[0, 1\]"),
+    ],
+)
+def test_bad_hyperparameters_are_clear_value_errors(
+    name: str, kwargs: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        make_agent(name, ENV_ID, env_kwargs=GRID, **kwargs)
+
+
+def test_unknown_preset_and_policy_names_are_clear_value_errors() -> None:
+    with pytest.raises(ValueError, match="unknown agent 'RL-X'; choose one of"):
+        make_agent("RL-X", ENV_ID)
+    with pytest.raises(ValueError, match="policy must be one of"):
+        make_agent("RL-U", ENV_ID, policy="CnnPolicy")
+
+
+def test_every_documented_name_is_a_preset() -> None:
+    assert set(ALL_PRESETS) <= set(PRESETS)
+
+
+def test_learn_needs_exactly_one_budget() -> None:
+    agent = build("RL-U")
+    with pytest.raises(ValueError, match="exactly one of"):
+        agent.learn()
+    with pytest.raises(ValueError, match="exactly one of"):
+        agent.learn(total_trajectories=16, total_timesteps=16)
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        agent.learn(total_trajectories=-5)
+
+
+# ---------------------------------------------------------------------------- NaN safety
+@pytest.mark.parametrize("name", ALL_PRESETS)
+def test_no_nan_on_a_grid_where_most_rewards_are_tiny(name: str) -> None:
+    """On 2 × 12 with R0 = 1e-3 (about 80 % of the cells at reward 1e-3), a high learning rate and no
+    log-reward clip, training keeps every parameter, statistic and exact metric finite."""
+    stats: list[dict[str, float]] = []
+
+    class Record(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+    agent = make_agent(
+        name,
+        ENV_ID,
+        env_kwargs={"ndim": 2, "height": 12, "R0": 1e-3},
+        seed=0,
+        log_reward_clip=None,
+        **small(name, learning_rate=1e-2),
+    )
+    rewards = agent.task.log_reward(agent.task.all_states()).exp()
+    assert float((rewards < 2e-3).float().mean()) > 0.7
+    original = agent.train_step
+
+    def recording() -> dict[str, float]:
+        out = original()
+        stats.append(dict(out))
+        return out
+
+    agent.train_step = recording  # type: ignore[method-assign]
+    agent.learn(total_trajectories=16 * 25, callback=Record())
+    for row in stats:
+        assert all(math.isfinite(v) for v in row.values()), row
+    for key, value in parameters(agent).items():
+        assert bool(torch.isfinite(value).all()), key
+    assert all(math.isfinite(v) for v in evaluate_sampler(agent).values())
+
+
+# ---------------------------------------------------------------------------- predict and sample
+def test_predict_with_masks_returns_only_legal_actions() -> None:
+    agent = build("RL-U", seed=2)
+    task = agent.task
+    states = task.all_states()
+    obs, masks = task.encode(states), task.forward_mask(states)
+    for deterministic in (False, True):
+        for _ in range(20):
+            actions, _ = agent.predict(
+                obs.numpy(), action_masks=masks.numpy(), deterministic=deterministic
+            )
+            assert actions.shape == (len(states),)
+            assert bool(masks[torch.arange(len(states)), torch.as_tensor(actions)].all())
+    corner = torch.tensor([[7, 7]])
+    action, _ = agent.predict(
+        task.encode(corner)[0].numpy(), action_masks=task.forward_mask(corner)[0].numpy()
+    )
+    assert int(action) == task.n_actions - 1  # only exit is legal in the far corner
+
+
+def test_sample_draws_terminal_objects_from_the_exact_terminal_distribution() -> None:
+    """``sample(n)`` returns terminal objects whose empirical distribution matches P_F^T from the
+    exact DP (BitSequence: only complete strings are terminal)."""
+    agent = make_agent(
+        "RL-U", "gfn_envs/BitSequence-v0", env_kwargs={"n": 4, "k": 1}, seed=0, **small("RL-U")
+    )
+    agent.learn(total_trajectories=64)
+    task = agent.task
+    assert isinstance(task, BitSequence)
+    objects = agent.sample(4000)
+    assert objects.shape == (4000, *task.state_shape)
+    assert bool(task.is_terminal(objects).all())
+    exact = exact_distribution(task, agent.forward_log_probs)
+    index = {tuple(s.tolist()): i for i, s in enumerate(task.terminal_states())}
+    counts = torch.zeros(len(index))
+    for obj in objects.tolist():
+        counts[index[tuple(obj)]] += 1
+    tv = 0.5 * float((counts / counts.sum() - exact.float()).abs().sum())
+    assert tv < 0.05  # sampling noise for 16 outcomes and 4000 draws is about 0.02
+
+
+def test_sample_of_fewer_objects_than_the_batch_uses_its_own_env() -> None:
+    agent = build("RL-U")
+    objects = agent.sample(3)
+    assert objects.shape == (3, 2)
+    assert bool(agent.task.is_terminal(objects).all())
+
+
+# ---------------------------------------------------------------------------- callbacks and logging
+class Counting(BaseCallback):
+    """Counts the SB3 callback events."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        super().__init__()
+        self.stop_after = stop_after
+        self.starts = self.ends = 0
+        self.trajectories: list[int] = []
+
+    def _on_training_start(self) -> None:
+        self.starts += 1
+
+    def _on_step(self) -> bool:
+        self.trajectories.append(self.model.num_trajectories)
+        return self.stop_after is None or self.n_calls < self.stop_after
+
+    def _on_training_end(self) -> None:
+        self.ends += 1
+
+
+def test_sb3_callbacks_are_called_once_per_iteration(tmp_path: Any) -> None:
+    """A list of callbacks (wrapped in SB3's CallbackList) sees training start, one step per
+    iteration with the counters updated, and training end; SB3's CheckpointCallback saves loadable
+    checkpoints."""
+    counting = Counting()
+    checkpoints = CheckpointCallback(save_freq=2, save_path=str(tmp_path), name_prefix="rl")
+    agent = build("RL-U").learn(total_trajectories=16 * 6, callback=[counting, checkpoints])
+    assert (counting.starts, counting.ends) == (1, 1)
+    assert counting.trajectories == [16 * k for k in range(1, 7)]
+    saved = sorted(os.listdir(tmp_path))
+    assert len(saved) == 3 and all(f.startswith("rl_") and f.endswith(".zip") for f in saved)
+    last = PolicyGradientGFN.load(tmp_path / f"rl_{agent.num_timesteps}_steps.zip")
+    assert_same_parameters(agent, last)
+
+
+def test_a_callback_returning_false_stops_training() -> None:
+    agent = build("TB").learn(total_trajectories=16 * 50, callback=Counting(stop_after=3))
+    assert agent.iteration == 3 and agent.num_trajectories == 48
+
+
+def test_exact_eval_callback_records_the_curve_and_stops_at_the_tv_threshold() -> None:
+    """ExactEvalCallback evaluates before training and every ``eval_freq`` iterations, and stops
+    training at the first evaluation with TV ≤ threshold, long before the budget."""
+    agent = make_agent("RL-T", ENV_ID, env_kwargs=GRID, seed=0, **small("RL-T", batch_size=64))
+    callback = ExactEvalCallback(eval_freq=5, tv_threshold=0.1)
+    budget = 64 * 500
+    agent.learn(total_trajectories=budget, callback=callback)
+    history = callback.history
+    assert history[0]["trajectories"] == 0 and history[0]["tv"] > 0.1
+    assert history[-1]["tv"] <= 0.1 and all(row["tv"] > 0.1 for row in history[:-1])
+    assert agent.num_trajectories == history[-1]["trajectories"] < budget
+    assert [row["trajectories"] for row in history] == [64 * 5 * k for k in range(len(history))]
+    assert all(b["wall_time"] >= a["wall_time"] for a, b in zip(history, history[1:]))
+    assert {"tv", "l1", "jsd", "logz_error", "modes_found"} <= history[-1].keys()
+
+
+def test_csv_log_holds_the_training_quantities(tmp_path: Any) -> None:
+    agent = build("RL-B", tensorboard_log=str(tmp_path))
+    agent.learn(total_trajectories=16 * 4, log_interval=2)
+    header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
+    for key in (
+        "train/log_z",
+        "train/mean_log_reward",
+        "train/mean_length",
+        "train/value_loss",
+        "train/backward_value_loss",
+        "time/trajectories_per_s",
+    ):
+        assert key in header
+
+
+def test_total_timesteps_counts_transitions() -> None:
+    agent = build("RL-U").learn(total_timesteps=500)
+    assert agent.num_timesteps >= 500
+    assert agent.num_timesteps - 16 * agent.task.max_length < 500
+
+
+# ---------------------------------------------------------------------------- env forms
+def test_env_as_id_gym_env_or_vector_env_gives_the_same_run(tmp_path: Any) -> None:
+    """The agent samples through its own vector env on the same task, so the registered id, a
+    ``gym.make`` env and a ``gym.make_vec`` env train identically; the env identity is kept for
+    ``load``."""
+    envs = [
+        ENV_ID,
+        gym.make(ENV_ID, **GRID),
+        gym.make_vec(ENV_ID, num_envs=4, vectorization_mode="vector_entry_point", **GRID),
+    ]
+    agents = [build("RL-G", seed=9, env=env).learn(total_trajectories=48) for env in envs]
+    for agent in agents[1:]:
+        assert_same_parameters(agents[0], agent)
+        assert agent.env_id == ENV_ID and agent.env_kwargs["height"] == 8
+    agents[2].save(tmp_path / "vec.zip")
+    assert_same_parameters(agents[0], PolicyGradientGFN.load(tmp_path / "vec.zip"))
+
+
+def test_env_kwargs_with_an_env_object_is_a_clear_value_error() -> None:
+    with pytest.raises(
+        ValueError, match="env_kwargs are only for an env given by its registered id"
+    ):
+        make_agent("RL-U", gym.make(ENV_ID), env_kwargs=GRID)
+
+
+def test_unregistered_env_needs_env_on_load(tmp_path: Any) -> None:
+    vec = GFlowNetVectorEnv(4, HyperGrid(**GRID))
+    agent = make_agent("RL-U", vec, seed=0, **small("RL-U"))
+    agent.save(tmp_path / "bare.zip")
+    with pytest.raises(ValueError, match="pass env= to load"):
+        PolicyGradientGFN.load(tmp_path / "bare.zip")
+    loaded = PolicyGradientGFN.load(tmp_path / "bare.zip", env=HyperGrid(**GRID))
+    assert_same_parameters(agent, loaded)
+    assert np.isfinite(evaluate_sampler(loaded)["tv"])
