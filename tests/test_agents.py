@@ -472,3 +472,55 @@ def test_unregistered_env_needs_env_on_load(tmp_path: Any) -> None:
     loaded = PolicyGradientGFN.load(tmp_path / "bare.zip", env=HyperGrid(**GRID))
     assert_same_parameters(agent, loaded)
     assert np.isfinite(evaluate_sampler(loaded)["tv"])
+
+
+# ---------------------------------------------------------------------------- command line
+def test_gfn_train_saves_a_checkpoint_that_gfn_eval_scores_exactly(
+    tmp_path: Any, capsys: Any
+) -> None:
+    """``gfn-train`` trains and saves; ``gfn-eval --json`` prints the exact metrics of the loaded
+    agent, which are those of ``evaluate_sampler`` on the same checkpoint."""
+    import json
+
+    from gfn_agents.cli import eval_main, train_main
+
+    path = str(tmp_path / "run.zip")
+    argv = ["RL-B", "HyperGrid-v0", "--env-kwargs", "ndim=2", "height=6", "R0=0.05"]
+    argv += ["--trajectories", "64", "--batch-size", "16", "--net-arch", "32,32"]
+    argv += ["--agent-kwargs", "value_net_arch=(32,32)", "--eval-freq", "2", "--save", path]
+    assert train_main(argv) == 0
+    assert "trajectories" in capsys.readouterr().out
+    assert eval_main([path, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    agent = GFlowNetAlgorithm.load(path)
+    assert printed["algorithm"] == "PolicyGradientGFN" and printed["trajectories"] == 64
+    assert printed["env_kwargs"] == {"ndim": 2, "height": 6, "R0": 0.05}
+    assert printed["tv"] == pytest.approx(evaluate_sampler(agent)["tv"], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["RL-X", "HyperGrid-v0"],
+        ["RL-U", "NoSuchEnv-v0"],
+        ["RL-U", "HyperGrid-v0", "--env-kwargs", "height"],
+        ["RL-U", "HyperGrid-v0", "--lr", "-1"],
+        ["RL-U", "HyperGrid-v0", "--net-arch", "64,x"],
+    ],
+)
+def test_gfn_train_rejects_bad_arguments_with_usage_errors(argv: list[str], capsys: Any) -> None:
+    from gfn_agents.cli import train_main
+
+    with pytest.raises(SystemExit) as exc:
+        train_main(argv)
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_gfn_eval_rejects_a_corrupt_checkpoint(tmp_path: Any, capsys: Any) -> None:
+    from gfn_agents.cli import eval_main
+
+    (tmp_path / "bad.zip").write_bytes(b"junk")
+    with pytest.raises(SystemExit):
+        eval_main([str(tmp_path / "bad.zip")])
+    assert "not a readable gfn-gym checkpoint" in capsys.readouterr().err
