@@ -1,0 +1,349 @@
+"""Training throughput of every agent on the paper's configuration, against its physical floor.
+
+Configuration (paper section 5, perf-anchors table B): HyperGrid 2 × 64, R0 = 0.01, batches of 128
+trajectories, P_F and P_B MLPs 4 × 256, value networks 2 × 256, one torch thread. Each agent first
+trains ``--warmup`` iterations untimed (trajectories grow from about 3 to 20–60 steps), then
+``--blocks`` blocks of ``--block-iters`` iterations are timed; the script prints the median
+[min–max] of the blocks' **transitions/s** (forward actions, exit included).
+
+**The floor.** The script measures the machine's MLP throughput (states/s) for the same networks:
+forward without gradient, and forward + backward, at the two batch sizes the algorithms use: the
+rollout batch b (mean number of live trajectories per rollout step) and the flat batch N (all
+transitions of an iteration). An algorithm's floor is the time of the network passes per transition
+it cannot avoid:
+
+* RL-U:  P_F fwd+bwd at b (the sampling pass, reused for the loss), value fwd+bwd at N;
+* RL-B, RL-G: RL-U + P_B fwd at the children (N) + the backward rollout's P_B fwd+bwd at b +
+  P_F fwd at the parents (N) + the backward value fwd+bwd (N), the backward terms weighted by
+  (N − B)/N, the number of moves per transition;
+* RL-T: P_F fwd at b (sampling) + value fwd+bwd at N + the surrogate/KL gradient pass fwd+bwd at N
+  + ``cg_iters`` Fisher-vector products (each counted as one fwd+bwd at N, a lower bound) + one
+  line-search fwd at N; approximate;
+* TB, DB, SubTB (learned P_B): P_F fwd+bwd at b + P_B fwd+bwd at N × (N − B)/N; the "-U" variants
+  only P_F fwd+bwd at b.
+
+Throughput ÷ floor is the share of time spent in unavoidable network work; the rest is overhead
+(Python, masks, env steps, copies, optimizer steps). Targets: TB ≥ 90 %, RL-U and RL-B ≥ 80 %.
+
+**torchgfn.** When a Python with ``import gfn`` is available (``--anchor-python``, default
+``/tmp/anchor-venv/bin/python``; torchgfn needs numpy < 2, so it lives outside ``.venv``), the
+same configuration is run with torchgfn's TB (separate P_F and P_B MLPs 4 × 256, Adam 1e-3 /
+log Z 0.1) and the ratio of our TB to it is printed. Target ≥ 1.0×.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_training.py            # full: 150 warm-up iterations
+    .venv/bin/python benchmarks/bench_training.py --quick    # 30 warm-up, 3 blocks of 5
+    .venv/bin/python benchmarks/bench_training.py --presets TB RL-U --profile TB
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+import gfn_envs  # noqa: F401  (registers the ids)
+from gfn_agents import GFlowNetAlgorithm, make_agent
+from gfn_agents.policies import mlp
+from gfn_agents.rollout import sample_trajectories
+
+GRID = {"ndim": 2, "height": 64, "R0": 0.01}
+ENV_ID = "gfn_envs/HyperGrid-v0"
+PRESETS = ("RL-U", "RL-B", "RL-G", "RL-T", "TB", "DB", "SubTB", "TB-U")
+POLICY_ARCH = (256, 256, 256, 256)
+VALUE_ARCH = (256, 256)
+TARGETS = {"TB": 0.90, "RL-U": 0.80, "RL-B": 0.80}
+
+
+@dataclass
+class Pass:
+    """One unavoidable network pass: ``net`` in {policy, value}, ``mode`` in {fwd, fwdbwd},
+    ``batch`` in {rollout, flat}, ``weight`` rows per forward transition (``"moves"`` = (N−B)/N)."""
+
+    net: str
+    mode: str
+    batch: str
+    weight: float | str = 1.0
+
+
+PG = [Pass("policy", "fwdbwd", "rollout"), Pass("value", "fwdbwd", "flat")]
+COUPLED = [
+    Pass("policy", "fwd", "flat", "moves"),  # P_B at the children
+    Pass("policy", "fwdbwd", "rollout", "moves"),  # backward rollout with P_B
+    Pass("policy", "fwd", "flat", "moves"),  # P_F at the parents
+    Pass("value", "fwdbwd", "flat", "moves"),  # backward value network
+]
+BALANCE = [Pass("policy", "fwdbwd", "rollout"), Pass("policy", "fwdbwd", "flat", "moves")]
+FLOORS: dict[str, list[Pass]] = {
+    "RL-U": PG,
+    "RL-B": PG + COUPLED,
+    "RL-G": PG + COUPLED,
+    "RL-T": [
+        Pass("policy", "fwd", "rollout"),
+        Pass("value", "fwdbwd", "flat"),
+        Pass("policy", "fwdbwd", "flat"),
+        Pass("policy", "fwdbwd", "flat", 10.0),
+        Pass("policy", "fwd", "flat"),
+    ],
+    "TB": BALANCE,
+    "DB": BALANCE,
+    "SubTB": BALANCE,
+    "TB-U": [Pass("policy", "fwdbwd", "rollout")],
+    "DB-U": [Pass("policy", "fwdbwd", "rollout")],
+    "SubTB-U": [Pass("policy", "fwdbwd", "rollout")],
+}
+
+
+def build(name: str, batch_size: int, seed: int) -> GFlowNetAlgorithm:
+    kwargs: dict[str, Any] = {"batch_size": batch_size, "net_arch": POLICY_ARCH, "seed": seed}
+    if name.startswith("RL-"):
+        kwargs["value_net_arch"] = VALUE_ARCH
+    return make_agent(name, ENV_ID, env_kwargs=GRID, **kwargs)
+
+
+def batch_shape(agent: GFlowNetAlgorithm) -> tuple[float, float]:
+    """(rollout batch b, flat batch N) of one on-policy batch of the agent's current P_F."""
+    traj = sample_trajectories(
+        agent.forward_env, agent.networks.forward_outputs, agent.generator, grad=False
+    )
+    steps = traj.valid.shape[0]
+    return len(traj.actions) / steps, float(len(traj.actions))
+
+
+def time_agent(
+    name: str, batch_size: int, warmup: int, blocks: int, block_iters: int, seed: int
+) -> dict[str, Any]:
+    """Warm up, then time ``blocks`` blocks; transitions/s and shapes per block."""
+    agent = build(name, batch_size, seed)
+    agent.learn(total_trajectories=batch_size * warmup)
+    rates, lengths, shapes = [], [], []
+    for _ in range(blocks):
+        start_steps, start = agent.num_timesteps, time.perf_counter()
+        agent.learn(total_trajectories=batch_size * block_iters, reset_num_timesteps=False)
+        elapsed = time.perf_counter() - start
+        transitions = agent.num_timesteps - start_steps
+        rates.append(transitions / elapsed)
+        lengths.append(transitions / (batch_size * block_iters))
+        shapes.append(batch_shape(agent))
+    return {
+        "rates": rates,
+        "length": statistics.mean(lengths),
+        "rollout_batch": statistics.mean(s[0] for s in shapes),
+        "flat_batch": statistics.mean(s[1] for s in shapes),
+        "agent": agent,
+    }
+
+
+def network_rate(net: nn.Module, in_dim: int, batch: int, mode: str, repeats: int) -> float:
+    """Median states/s of ``net`` on random inputs of ``batch`` rows (``fwd`` or ``fwdbwd``)."""
+    x = torch.rand(batch, in_dim)
+    reps = max(3, int(20_000 / batch))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(reps):
+            if mode == "fwd":
+                with torch.no_grad():
+                    net(x)
+            else:
+                net.zero_grad(set_to_none=True)
+                net(x).sum().backward()
+        samples.append(batch * reps / (time.perf_counter() - start))
+    return statistics.median(samples)
+
+
+def floor_rate(
+    passes: list[Pass],
+    rates: dict[tuple[str, str, int], float],
+    rollout: int,
+    flat: int,
+    moves: float,
+) -> float:
+    """Transitions/s if only ``passes`` ran: 1 / Σ weight / rate."""
+    seconds = 0.0
+    for p in passes:
+        weight = moves if p.weight == "moves" else float(p.weight)
+        batch = rollout if p.batch == "rollout" else flat
+        seconds += weight / rates[(p.net, p.mode, batch)]
+    return 1.0 / seconds
+
+
+ANCHOR_SCRIPT = r"""
+import json, statistics, sys, time, torch
+from gfn.estimators import DiscretePolicyEstimator
+from gfn.gflownet import TBGFlowNet
+from gfn.gym import HyperGrid
+from gfn.preprocessors import KHotPreprocessor
+from gfn.samplers import Sampler
+from gfn.utils.common import set_seed
+from gfn.utils.modules import MLP
+warmup, blocks, block_iters, batch = map(int, sys.argv[1:5])
+set_seed(0); torch.set_num_threads(1)
+env = HyperGrid(ndim=2, height=64, reward_fn_str="original",
+                reward_fn_kwargs={"R0": 0.01, "R1": 0.5, "R2": 2.0})
+pre = KHotPreprocessor(height=env.height, ndim=env.ndim)
+pf_net = MLP(input_dim=pre.output_dim, output_dim=env.n_actions, hidden_dim=256, n_hidden_layers=4)
+pb_net = MLP(input_dim=pre.output_dim, output_dim=env.n_actions - 1, hidden_dim=256,
+             n_hidden_layers=4)
+pf = DiscretePolicyEstimator(pf_net, env.n_actions, preprocessor=pre, is_backward=False)
+pb = DiscretePolicyEstimator(pb_net, env.n_actions, preprocessor=pre, is_backward=True)
+gfn = TBGFlowNet(pf=pf, pb=pb, init_logZ=0.0)
+sampler = Sampler(estimator=pf)
+opt = torch.optim.Adam(gfn.pf_pb_parameters(), lr=1e-3)
+opt.add_param_group({"params": gfn.logz_parameters(), "lr": 1e-1})
+def step():
+    traj = sampler.sample_trajectories(env, n=batch, save_logprobs=True, epsilon=0.0)
+    opt.zero_grad(); loss = gfn.loss(env, traj, recalculate_all_logprobs=False)
+    loss.backward(); opt.step()
+    return int(traj.terminating_idx.sum())
+for _ in range(warmup):
+    step()
+rates, lengths = [], []
+for _ in range(blocks):
+    start, transitions = time.perf_counter(), 0
+    for _ in range(block_iters):
+        transitions += step()
+    rates.append(transitions / (time.perf_counter() - start))
+    lengths.append(transitions / (batch * block_iters))
+print(json.dumps({"rates": rates, "length": statistics.mean(lengths)}))
+"""
+
+
+def run_torchgfn(
+    python: str, warmup: int, blocks: int, block_iters: int, batch: int
+) -> dict[str, Any] | None:
+    """torchgfn's TB on the same configuration in ``python``, or None when unavailable."""
+    if not os.path.exists(python):
+        return None
+    probe = subprocess.run([python, "-c", "import gfn"], capture_output=True)
+    if probe.returncode != 0:
+        return None
+    out = subprocess.run(
+        [python, "-c", ANCHOR_SCRIPT, str(warmup), str(blocks), str(block_iters), str(batch)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    if out.returncode != 0:
+        print(f"torchgfn run failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fmt(values: list[float]) -> str:
+    return f"{statistics.median(values) / 1e3:6.1f} k [{min(values) / 1e3:.1f}–{max(values) / 1e3:.1f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--presets", nargs="*", default=list(PRESETS), choices=list(FLOORS))
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--warmup", type=int, default=150)
+    parser.add_argument("--blocks", type=int, default=3)
+    parser.add_argument("--block-iters", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="30 warm-up, 3 blocks of 5")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats of each MLP timing")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--anchor-python", default="/tmp/anchor-venv/bin/python")
+    parser.add_argument("--no-anchor", action="store_true", help="skip torchgfn")
+    parser.add_argument("--profile", default=None, help="cProfile one timed block of this preset")
+    args = parser.parse_args()
+    if args.quick:
+        args.warmup, args.blocks, args.block_iters = 30, 3, 5
+    torch.set_num_threads(1)
+    print(
+        f"HyperGrid 2x64 R0=0.01, batch {args.batch_size}, MLP 4x256 (value 2x256), "
+        f"threads={torch.get_num_threads()}, warm-up {args.warmup} iterations, "
+        f"{args.blocks} blocks of {args.block_iters}; torch {torch.__version__}"
+    )
+
+    results = {}
+    for name in args.presets:
+        t0 = time.perf_counter()
+        results[name] = time_agent(
+            name, args.batch_size, args.warmup, args.blocks, args.block_iters, args.seed
+        )
+        print(f"  timed {name} in {time.perf_counter() - t0:.0f} s", flush=True)
+
+    obs_dim = 2 * GRID["height"]
+    nets = {"policy": mlp(obs_dim, 3, POLICY_ARCH), "value": mlp(obs_dim, 1, VALUE_ARCH)}
+    rates: dict[tuple[str, str, int], float] = {}
+    shapes = {
+        name: (round(r["rollout_batch"]), round(r["flat_batch"])) for name, r in results.items()
+    }
+    for rollout, flat in shapes.values():
+        for batch in (rollout, flat):
+            for net in nets:
+                for mode in ("fwd", "fwdbwd"):
+                    if (net, mode, batch) not in rates:
+                        rates[(net, mode, batch)] = network_rate(
+                            nets[net], obs_dim, batch, mode, args.repeats
+                        )
+    print("\nMLP throughput (k states/s, median of repeats):")
+    print(
+        f"  {'batch':>6} {'P 4x256 fwd':>12} {'P fwd+bwd':>10} {'V 2x256 fwd':>12} {'V fwd+bwd':>10}"
+    )
+    for batch in sorted({b for key in rates for b in [key[2]]}):
+        cells = [rates[(n, m, batch)] / 1e3 for n in nets for m in ("fwd", "fwdbwd")]
+        print(f"  {batch:>6} " + " ".join(f"{c:>11.1f}" for c in cells))
+
+    anchor = None
+    if not args.no_anchor:
+        anchor = run_torchgfn(
+            args.anchor_python, args.warmup, args.blocks, args.block_iters, args.batch_size
+        )
+
+    print(
+        f"\n{'agent':<8} {'transitions/s':>22} {'len':>5} {'b':>5} {'N':>6} "
+        f"{'floor/s':>8} {'of floor':>8} {'target':>7}"
+    )
+    for name, r in results.items():
+        rollout, flat = shapes[name]
+        moves = (flat - args.batch_size) / flat
+        floor = floor_rate(FLOORS[name], rates, rollout, flat, moves)
+        share = statistics.median(r["rates"]) / floor
+        target = TARGETS.get(name)
+        verdict = "" if target is None else ("ok" if share >= target else f"<{target:.0%}")
+        print(
+            f"{name:<8} {fmt(r['rates']):>22} {r['length']:>5.1f} {rollout:>5} {flat:>6} "
+            f"{floor / 1e3:>7.1f}k {share:>8.0%} {verdict:>7}"
+        )
+    if anchor is not None:
+        print(
+            f"{'torchgfn':<8} {fmt(anchor['rates']):>22} {anchor['length']:>5.1f}  (TB, learned P_B)"
+        )
+        if "TB" in results:
+            ratio = statistics.median(results["TB"]["rates"]) / statistics.median(anchor["rates"])
+            print(f"TB / torchgfn TB: {ratio:.2f}x (target >= 1.0x)")
+    else:
+        print("torchgfn not available (see --anchor-python); no anchor ratio")
+
+    if args.profile:
+        agent = results[args.profile]["agent"] if args.profile in results else None
+        if agent is None:
+            agent = build(args.profile, args.batch_size, args.seed)
+            agent.learn(total_trajectories=args.batch_size * args.warmup)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        agent.learn(
+            total_trajectories=args.batch_size * args.block_iters, reset_num_timesteps=False
+        )
+        profiler.disable()
+        print(f"\ncProfile of {args.block_iters} iterations of {args.profile} (tottime):")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+
+
+if __name__ == "__main__":
+    main()
