@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from gfn_agents.base import GFlowNetAlgorithm, check_positive, check_unit_interval
 from gfn_agents.policies import check_net_arch, mlp
 from gfn_agents.rollout import sample_trajectories
-from gfn_envs.wrappers import ForwardRewardModel, PolicyLike
+from gfn_envs.wrappers import ForwardRewardModel, LogProbPolicy, PolicyLike
 
 
 class MaskedSamples(NamedTuple):
@@ -271,7 +271,7 @@ class SoftDQN(GFlowNetAlgorithm):
 
     def set_backward_policy(self, policy: PolicyLike) -> None:
         """Swap P_B and recompute every stored reward with it."""
-        self.rewards.backward_policy = type(self.rewards.backward_policy)(policy, "backward_policy")
+        self.rewards.backward_policy = LogProbPolicy(policy, "backward_policy")
         self.backward_policy = policy
         self.refresh_rewards()
 

@@ -322,6 +322,8 @@ class ExactTVCallback(BaseCallback):
 
     def __init__(self, env: Any, every: int, verbose: int = 0) -> None:
         super().__init__(verbose)
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
         self.task = task_of(env)
         self.every = every
         self.target = self.task.true_distribution().to(torch.float64)
