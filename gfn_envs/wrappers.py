@@ -256,7 +256,8 @@ class BackwardRewardModel:
     Args:
         task: the task.
         forward_policy: P_F (``"uniform"`` or a callable); with a ``guide``, the P_F whose log-probs
-            are handed to the guide as its logits.
+            are handed to the guide as its logits (so :class:`~gfn_envs.guides.ExitCapGuide` caps
+            log P_F(exit|s) itself rather than a raw network logit).
         guide: a :class:`~gfn_envs.guides.Guide`; when given, the reward is log P_G(s'|s).
         backward_policy: P_B for the entropy term.
         entropy: add −log P_B(s|s') to every step (needs ``backward_policy``).

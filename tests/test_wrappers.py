@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -300,3 +301,24 @@ def test_bad_arguments_raise_clear_errors() -> None:
         BackwardPolicyReward(GFlowNetEnv(HG, direction="backward", **KW), guide=object())
     with pytest.raises(RuntimeError, match="reset"):
         PolicyDependentReward(env).step(0)
+
+
+def test_wrapped_envs_pass_gymnasium_and_sb3_checkers() -> None:
+    """Both wrappers keep the Gymnasium contract (checkers step them with unmasked random actions)."""
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    forward = PolicyDependentReward(
+        GFlowNetEnv(HG, **KW), "uniform", forward_policy="uniform", entropy=True
+    )
+    backward = BackwardPolicyReward(
+        GFlowNetEnv(HG, direction="backward", **KW),
+        backward_policy="uniform",
+        entropy=True,
+        exit_term=True,
+    )
+    for env in (forward, backward):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "the env is wrapped" notice
+            check_env(env, skip_render_check=True)
+            sb3_check_env(env)
