@@ -59,6 +59,7 @@ class HyperGrid(Task):
         self.max_length = ndim * (height - 1) + 1
         self._strides = height ** torch.arange(ndim - 1, -1, -1, device=self.device)
         self._ones = torch.ones(1, 1, dtype=torch.long, device=self.device)
+        self._eye = torch.eye(height, device=self.device)
         # Per-coordinate factors of the reward, so log_reward is a gather and two products.
         ax = (torch.arange(height, device=self.device).double() / (height - 1) - 0.5).abs()
         if reward == "original":
@@ -111,8 +112,8 @@ class HyperGrid(Task):
         return states
 
     def encode(self, states: Tensor) -> Tensor:
-        obs = torch.zeros(len(states), self.ndim, self.height, device=states.device)
-        return obs.scatter_(2, states.unsqueeze(2), 1.0).view(len(states), self.obs_dim)
+        """K-hot: row x_d of the identity for each coordinate (one embedding lookup)."""
+        return torch.nn.functional.embedding(states, self._eye).view(len(states), self.obs_dim)
 
     def default_guide(self) -> ExitCapGuide:
         """P_F with exit capped at log 1e-5 where R(x) ≤ R0 (paper section 2.7)."""
