@@ -94,19 +94,21 @@ class MaskableReplayBuffer(ReplayBuffer):
         dones: Tensor,
         next_masks: Tensor,
     ) -> None:
-        """Append a batch of N transitions (oldest entries are overwritten when full)."""
-        n = len(actions)
-        rows = (self.pos + np.arange(n)) % self.buffer_size
+        """Append a batch of N transitions (oldest entries are overwritten when full; of a batch
+        larger than the buffer only the last ``buffer_size`` transitions are kept)."""
+        keep = slice(max(0, len(actions) - self.buffer_size), None)
         columns = {
-            "states": states,
-            "observations": obs,
-            "masks": masks,
-            "actions": actions.unsqueeze(1),
-            "rewards": rewards,
-            "next_observations": next_obs,
-            "dones": dones.float(),
-            "next_masks": next_masks,
+            "states": states[keep],
+            "observations": obs[keep],
+            "masks": masks[keep],
+            "actions": actions[keep].unsqueeze(1),
+            "rewards": rewards[keep],
+            "next_observations": next_obs[keep],
+            "dones": dones[keep].float(),
+            "next_masks": next_masks[keep],
         }
+        n = len(columns["actions"])
+        rows = (self.pos + np.arange(n)) % self.buffer_size
         for name, values in columns.items():
             array = getattr(self, name)
             array[rows, 0] = values.detach().cpu().numpy().astype(array.dtype, copy=False)
