@@ -2,15 +2,13 @@
 
 ``make_agent(name, env, **kwargs)`` builds any preset or baseline by name:
 
-=========  ======================================================================
-``RL-U``   policy gradient, uniform P_B
-``RL-B``   policy gradient, P_B trained towards P_F
-``RL-G``   policy gradient, P_B trained towards the task's guided distribution
-``RL-T``   RL-U with TRPO steps
-``TB``     trajectory balance, learned P_B (``TB-U``: uniform P_B)
-``DB``     detailed balance, learned P_B (``DB-U``: uniform P_B)
-``SubTB``  sub-trajectory balance, learned P_B (``SubTB-U``: uniform P_B)
-=========  ======================================================================
+* ``RL-U``: policy gradient, uniform P_B;
+* ``RL-B``: policy gradient, P_B trained towards P_F;
+* ``RL-G``: policy gradient, P_B trained towards the task's guided distribution;
+* ``RL-T``: RL-U with TRPO steps;
+* ``TB``, ``DB``, ``SubTB``: the balance losses with a learned P_B (``TB-U``, ``DB-U``,
+  ``SubTB-U``: uniform P_B);
+* ``SoftDQN``, ``MunchausenDQN``: masked soft and Munchausen DQN (Tiapkin et al. 2024).
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ from typing import Any
 
 from gfn_agents.balance import DetailedBalance, SubTrajectoryBalance, TrajectoryBalance
 from gfn_agents.base import GFlowNetAlgorithm
+from gfn_agents.dqn import MunchausenDQN, SoftDQN
 from gfn_agents.evaluation import ExactEvalCallback, evaluate_sampler
 from gfn_agents.pg import PolicyGradientGFN
 
@@ -33,6 +32,8 @@ PRESETS: dict[str, tuple[type[GFlowNetAlgorithm], dict[str, Any]]] = {
     "DB-U": (DetailedBalance, {"backward": "uniform"}),
     "SubTB": (SubTrajectoryBalance, {"backward": "learned"}),
     "SubTB-U": (SubTrajectoryBalance, {"backward": "uniform"}),
+    "SoftDQN": (SoftDQN, {}),
+    "MunchausenDQN": (MunchausenDQN, {}),
 }
 """Agent names: the class and the kwargs that define each preset."""
 
@@ -50,7 +51,9 @@ __all__ = [
     "DetailedBalance",
     "ExactEvalCallback",
     "GFlowNetAlgorithm",
+    "MunchausenDQN",
     "PolicyGradientGFN",
+    "SoftDQN",
     "SubTrajectoryBalance",
     "TrajectoryBalance",
     "evaluate_sampler",
