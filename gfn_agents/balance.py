@@ -75,16 +75,13 @@ class BalanceGFN(GFlowNetAlgorithm):
         super().__init__(policy, env, **kwargs)
 
     def _setup_model(self) -> None:
-        task = self.task
-        self.networks = PolicyNetworks(
-            task.obs_dim,
-            task.n_actions,
-            task.n_backward_actions,
+        self.networks = PolicyNetworks.for_task(
+            self.task,
             self.net_arch,
             learn_backward=self.backward == "learned",
             flow=self.needs_flow,
             share_trunk=self.share_trunk,
-        ).to(self.device)
+        )
         policy_params = self.networks.forward_parameters() + self.networks.backward_parameters()
         self.optimizer = torch.optim.Adam(
             [

@@ -173,14 +173,12 @@ class PolicyGradientGFN(GFlowNetAlgorithm):
 
     def _setup_model(self) -> None:
         task = self.task
-        self.networks = PolicyNetworks(
-            task.obs_dim,
-            task.n_actions,
-            task.n_backward_actions,
+        self.networks = PolicyNetworks.for_task(
+            task,
             self.net_arch,
             learn_backward=self.backward != "uniform",
             share_trunk=self.share_trunk,
-        ).to(self.device)
+        )
         self.value = ValueNetwork(task.obs_dim, self.value_net_arch).to(self.device)
         self.value_optimizer = torch.optim.Adam(self.value.parameters(), lr=self.lr_value)
         self.optimizer = torch.optim.Adam(

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from gfn_envs.task import Task
+
 
 def mlp(in_dim: int, out_dim: int, hidden: Sequence[int]) -> nn.Sequential:
     """A ReLU multilayer perceptron with the given hidden widths and a linear output."""
@@ -83,6 +85,12 @@ class PolicyNetworks(nn.Module):
             self.pf = mlp(obs_dim, out, net_arch)
             self.pb = mlp(obs_dim, n_backward_actions, net_arch) if learn_backward else None
         self.log_z = nn.Parameter(torch.zeros(()))
+
+    @classmethod
+    def for_task(cls, task: Task, net_arch: Sequence[int], **kwargs: bool) -> PolicyNetworks:
+        """Networks sized for ``task``, on its device (kwargs as in the constructor)."""
+        networks = cls(task.obs_dim, task.n_actions, task.n_backward_actions, net_arch, **kwargs)
+        return networks.to(task.device)
 
     def forward_outputs(self, obs: Tensor) -> Tensor:
         """P_F logits ``[B, n_actions]``, followed by log F(s) when ``flow``."""
