@@ -360,6 +360,7 @@ class GFlowNetAlgorithm(ABC):
         }
         params = {name: module.state_dict() for name, module in self._modules().items()}
         directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".zip.tmp", dir=directory)
         os.close(fd)
         try:

@@ -207,6 +207,13 @@ def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path: Any, monkeypatch
     assert (tmp_path / "run.zip").read_bytes() == before
 
 
+def test_save_creates_missing_directories(tmp_path: Any) -> None:
+    agent = build("TB")
+    agent.save(tmp_path / "runs" / "nested" / "tb")
+    assert sorted(os.listdir(tmp_path / "runs" / "nested")) == ["tb.zip"]
+    assert_same_parameters(agent, TrajectoryBalance.load(tmp_path / "runs" / "nested" / "tb"))
+
+
 def test_load_rebuilds_the_env_from_the_saved_id_and_kwargs(tmp_path: Any) -> None:
     agent = make_agent(
         "RL-U", ENV_ID, env_kwargs={"ndim": 3, "height": 4, "R0": 0.05}, seed=0, **small("RL-U")
