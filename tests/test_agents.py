@@ -531,3 +531,20 @@ def test_gfn_eval_rejects_a_corrupt_checkpoint(tmp_path: Any, capsys: Any) -> No
     with pytest.raises(SystemExit):
         eval_main([str(tmp_path / "bad.zip")])
     assert "not a readable gfn-gym checkpoint" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- device
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["RL-G", "TB"])
+def test_cuda_agent_trains_saves_and_loads_on_the_device(name: str, tmp_path: Any) -> None:
+    """With device="cuda" (task and agent) every network lives on the GPU, training stays finite,
+    and a checkpoint reloads onto the GPU with the same parameters and exact metrics."""
+    kwargs = {"env_kwargs": {**GRID, "device": "cuda"}, "device": "cuda", "seed": 0}
+    agent = make_agent(name, ENV_ID, **kwargs, **small(name)).learn(total_trajectories=64)
+    assert all(p.is_cuda for p in agent.networks.parameters())
+    agent.save(tmp_path / "gpu.zip")
+    loaded = type(agent).load(tmp_path / "gpu.zip", device="cuda")
+    assert_same_parameters(agent, loaded)
+    metrics = evaluate_sampler(loaded)
+    assert metrics == evaluate_sampler(agent) and math.isfinite(metrics["tv"])
+    assert bool(loaded.task.is_terminal(loaded.sample(8)).all())
