@@ -4,6 +4,7 @@ The contract, checked on states visited by random forward walks (and on every st
 tasks small enough):
 
 * ``backward_step(step(s, a), backward_action(s, a)) == s`` and ``forward_action`` inverts it;
+  ``step_where`` and ``backward_step_where`` agree with ``step`` and ``backward_step``;
 * masks agree with children and parents: each legal forward move has its undoing backward move legal
   at the child, and each legal backward move has its forward move legal at the parent;
 * s0 has no parent, every other state has one; exit is legal exactly at terminal objects and their
@@ -105,6 +106,21 @@ def check_task(task: Task, n_walks: int = 64, seed: int = 0) -> None:
         _require(
             torch.equal(task.forward_action(children, back), actions),
             f"forward action {a}: forward_action does not invert backward_action",
+        )
+        half = torch.arange(len(rows), device=rows.device) % 2 == 0
+        _require(
+            torch.equal(
+                task.step_where(parents, actions, half),
+                torch.where(half.view(-1, *[1] * (parents.dim() - 1)), children, parents),
+            ),
+            f"forward action {a}: step_where disagrees with step",
+        )
+        _require(
+            torch.equal(
+                task.backward_step_where(children, back, half),
+                torch.where(half.view(-1, *[1] * (parents.dim() - 1)), parents, children),
+            ),
+            f"forward action {a}: backward_step_where disagrees with backward_step",
         )
     for b in range(task.n_backward_actions):
         rows = bmask[:, b].nonzero().squeeze(1)

@@ -407,16 +407,10 @@ class GFlowNetVectorEnv(_TaskViews, VectorEnv):
             exits = is_exit.nonzero().squeeze(1)
             if len(exits):
                 reward[exits] = self.task.log_reward(self.states[exits]).to(reward.dtype)
-            moved = self.task.step(self.states, torch.where(move, a, 0))
-            states = torch.where(
-                move.view(-1, *([1] * len(self.task.state_shape))), moved, self.states
-            )
+            states = self.task.step_where(self.states, a, move)
             terminated = is_exit
         else:
-            moved = self.task.backward_step(self.states, torch.where(legal, a, 0))
-            states = torch.where(
-                legal.view(-1, *([1] * len(self.task.state_shape))), moved, self.states
-            )
+            states = self.task.backward_step_where(self.states, a, legal)
             terminated = legal & self.task.is_initial(states)
         self.states = states
         info: dict[str, Any] = {}

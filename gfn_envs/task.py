@@ -94,6 +94,17 @@ class Task(ABC):
     def backward_step(self, states: Tensor, actions: Tensor) -> Tensor:
         """Parents reached by the backward ``actions`` (long ``[B]``)."""
 
+    def step_where(self, states: Tensor, actions: Tensor, where: Tensor) -> Tensor:
+        """``step`` on the rows flagged by ``where`` (bool ``[B]``); the other rows (exits,
+        finished or illegal) are returned unchanged, whatever their action."""
+        moved = self.step(states, torch.where(where, actions, 0))
+        return torch.where(where.view(-1, *[1] * len(self.state_shape)), moved, states)
+
+    def backward_step_where(self, states: Tensor, actions: Tensor, where: Tensor) -> Tensor:
+        """``backward_step`` on the rows flagged by ``where``; the other rows are unchanged."""
+        moved = self.backward_step(states, torch.where(where, actions, 0))
+        return torch.where(where.view(-1, *[1] * len(self.state_shape)), moved, states)
+
     @abstractmethod
     def backward_action(self, states: Tensor, actions: Tensor) -> Tensor:
         """The backward action at ``step(states, actions)`` that returns to ``states``."""

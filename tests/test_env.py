@@ -467,3 +467,14 @@ def test_checker_rejects_inconsistent_masks() -> None:
 
     with pytest.raises(gfn_envs.GFlowNetContractError, match="parent|masked"):
         gfn_envs.check_task(LeakyGrid(ndim=2, height=4))
+
+
+def test_checker_rejects_a_fused_step_that_disagrees_with_step() -> None:
+    class SkippingGrid(HyperGrid):
+        def step_where(
+            self, states: torch.Tensor, actions: torch.Tensor, where: torch.Tensor
+        ) -> torch.Tensor:
+            return super().step_where(states, actions, torch.ones_like(where))
+
+    with pytest.raises(gfn_envs.GFlowNetContractError, match="step_where"):
+        gfn_envs.check_task(SkippingGrid(ndim=2, height=4))

@@ -76,8 +76,7 @@ class HyperGrid(Task):
         return torch.zeros(batch_size, self.ndim, dtype=torch.long, device=self.device)
 
     def forward_mask(self, states: Tensor) -> Tensor:
-        can_exit = torch.ones(len(states), 1, dtype=torch.bool, device=states.device)
-        return torch.cat([states < self.height - 1, can_exit], dim=1)
+        return torch.nn.functional.pad(states < self.height - 1, (0, 1), value=True)
 
     def backward_mask(self, states: Tensor) -> Tensor:
         return states > 0
@@ -90,6 +89,16 @@ class HyperGrid(Task):
 
     def backward_step(self, states: Tensor, actions: Tensor) -> Tensor:
         return states.scatter_add(1, actions.unsqueeze(1), -self._ones.expand(len(states), 1))
+
+    def step_where(self, states: Tensor, actions: Tensor, where: Tensor) -> Tensor:
+        """One ``scatter_add`` of 1 (moving rows) or 0 (the others) at the action's coordinate."""
+        index = actions.clamp(max=self.ndim - 1).unsqueeze(1)
+        return states.scatter_add(1, index, where.long().unsqueeze(1))
+
+    def backward_step_where(self, states: Tensor, actions: Tensor, where: Tensor) -> Tensor:
+        """One ``scatter_add`` of −1 (moving rows) or 0 (the others)."""
+        index = actions.clamp(max=self.ndim - 1).unsqueeze(1)
+        return states.scatter_add(1, index, -where.long().unsqueeze(1))
 
     def backward_action(self, states: Tensor, actions: Tensor) -> Tensor:
         return actions
