@@ -1,8 +1,11 @@
-"""Speed of the sequence tasks: stepping, the exact DP on TFBind8, the substructure guide, and the
-RL-G training overhead over RL-B.
+"""Speed of the sequence tasks: stepping, the exact DP on TFBind8, the substructure guide, the
+oracles (ViennaRNA for RNA binding, RDKit for molecules), and the RL-G training overhead over RL-B.
 
 Run: ``python benchmarks/bench_sequences.py [--threads 1] [--repeats 5] [--iters 20]``. Every figure
 is the median [min–max] of ``--repeats`` runs on this machine; compare ratios within one run.
+Oracles: RNA on fresh batches (every sequence reaches ``RNA.duplexfold``) and on the same batch
+again (all cache hits); molecules by live RDKit (SMILES assembly + parse + QED) against the shipped
+table lookup the task uses.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import statistics
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from gfn_envs import exact
+from gfn_envs.tasks.molecules import MoleculeString, compute_qed, index_to_sequences
+from gfn_envs.tasks.rna import RNABindingOracle
 from gfn_envs.tasks.sequence_guide import SubstructureGuide
 from gfn_envs.tasks.tfbind import TFBind8
 
@@ -165,11 +171,35 @@ def bench_training(repeats: int, iters: int) -> None:
         print(f"RL-G / RL-B = {ratio:.2f} (target <= 1.30)")
 
 
+def bench_oracles(repeats: int, batch: int) -> None:
+    """Sequences/s of the RNA oracle (fresh and cached) and of RDKit QED against the table."""
+    print(f"\n## Oracles, batches of {batch}: objects/s")
+    oracle = RNABindingOracle(target=1, length=14)
+    gen = torch.Generator().manual_seed(0)
+    fresh = [torch.randint(4, (batch, 14), generator=gen) for _ in range(repeats)]
+    batches = iter(fresh)
+    first = timed(lambda: oracle(next(batches)), repeats)
+    batches = iter(fresh)
+    again = timed(lambda: oracle(next(batches)), repeats)
+    print(f"RNA duplexfold, fresh  {fmt([batch / t for t in first], 1.0, 0)}")
+    print(f"RNA duplexfold, cached {fmt([batch / t for t in again], 1.0, 0)}")
+    rng = np.random.default_rng(0)
+    picks = [rng.choice(11**5, batch, replace=False) for _ in range(repeats)]
+    picked = iter(picks)
+    live = timed(lambda: compute_qed(index_to_sequences(next(picked))), repeats)
+    task = MoleculeString()
+    sequences = iter([task.sequences_from_index(torch.from_numpy(i)) for i in picks])
+    lookup = timed(lambda: task.log_reward(next(sequences)), repeats)
+    print(f"RDKit QED, live        {fmt([batch / t for t in live], 1.0, 0)}")
+    print(f"MoleculeString table   {fmt([batch / t for t in lookup], 1.0, 0)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--oracle-batch", type=int, default=1000)
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -177,6 +207,7 @@ def main() -> None:
     bench_stepping(args.repeats)
     bench_exact(args.repeats)
     bench_guide(args.repeats)
+    bench_oracles(args.repeats, args.oracle_batch)
     if not args.skip_training:
         bench_training(min(args.repeats, 3), args.iters)
 
