@@ -98,7 +98,7 @@ class GFlowNetAlgorithm(ABC):
         log_reward_clip: lower clip of log R in the losses (the paper's −12), or None.
         env_kwargs: kwargs of a registered id.
         seed: seeds network initialisation and sampling; the same seed gives the same run.
-        device: ``"cpu"`` or ``"cuda"``.
+        device: ``"cpu"`` or ``"cuda"``; an env given by its id is built there too.
         verbose: 0 silent, 1 logs to stdout.
         tensorboard_log: directory for tensorboard and csv logs, or None.
     """
@@ -132,7 +132,7 @@ class GFlowNetAlgorithm(ABC):
         self.device = torch.device(device)
         self.env_id, self.env_kwargs = _env_identity(env, env_kwargs)
         if isinstance(env, str):
-            env = gym.make(env, **self.env_kwargs)
+            env = gym.make(env, **{"device": str(self.device), **self.env_kwargs})
         self.task: Task = task_of(env)
         if self.task.device != self.device:
             raise ValueError(
