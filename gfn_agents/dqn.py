@@ -29,6 +29,7 @@ recomputes every stored reward when the backward policy is swapped (the rewards 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
 from stable_baselines3.common.utils import polyak_update
 from torch import Tensor, nn
 
@@ -270,6 +272,24 @@ class SoftDQN(GFlowNetAlgorithm):
             logits = self.networks.forward_outputs(self.task.encode(s0).to(self.device))
             logits = logits.masked_fill(~self.task.forward_mask(s0).to(self.device), -torch.inf)
             return float(self.temperature * torch.logsumexp(logits, dim=1)[0])
+
+    def save_replay_buffer(self, path: str | os.PathLike[str]) -> None:
+        """Pickle the replay buffer (kept out of :meth:`save`, as in SB3's off-policy agents)."""
+        save_to_pkl(path, self.replay_buffer)
+
+    def load_replay_buffer(self, path: str | os.PathLike[str]) -> None:
+        """Restore a buffer from :meth:`save_replay_buffer`; with it, ``learn(...,
+        reset_num_timesteps=False)`` after :meth:`load` continues exactly."""
+        buffer = load_from_pkl(path)
+        if not isinstance(buffer, MaskableReplayBuffer):
+            raise ValueError(f"{path} does not hold a MaskableReplayBuffer")
+        if buffer.buffer_size != self.buffer_size:
+            raise ValueError(
+                f"{path} holds a buffer of size {buffer.buffer_size}, this agent's buffer_size is "
+                f"{self.buffer_size}"
+            )
+        buffer.device = self.device
+        self.replay_buffer = buffer
 
     def set_backward_policy(self, policy: PolicyLike) -> None:
         """Swap P_B and recompute every stored reward with it."""

@@ -192,3 +192,39 @@ def test_dqn_bad_arguments() -> None:
         _dqn(SoftDQN, epsilon=1.5)
     with pytest.raises(ValueError, match="backward_policy"):
         _dqn(SoftDQN, backward_policy="maxent")
+
+
+def test_dqn_resumes_exactly_with_its_saved_replay_buffer(tmp_path) -> None:
+    """save + save_replay_buffer, then load + load_replay_buffer, continues as one run would; the
+    buffer is what makes it exact (resuming without it trains differently)."""
+    untrained = _dqn(SoftDQN, learning_starts=0)
+    straight = _dqn(SoftDQN, learning_starts=0)
+    straight.learn(total_trajectories=96)
+    straight.learn(total_trajectories=96, reset_num_timesteps=False)
+
+    first = _dqn(SoftDQN, learning_starts=0)
+    first.learn(total_trajectories=96)
+    first.save(tmp_path / "dqn")
+    first.save_replay_buffer(tmp_path / "buffer.pkl")
+    resumed = SoftDQN.load(tmp_path / "dqn")
+    resumed.load_replay_buffer(tmp_path / "buffer.pkl")
+    resumed.learn(total_trajectories=96, reset_num_timesteps=False)
+    without_buffer = SoftDQN.load(tmp_path / "dqn")
+    without_buffer.learn(total_trajectories=96, reset_num_timesteps=False)
+
+    def same(a: SoftDQN, b: SoftDQN) -> bool:
+        pairs = zip(a.networks.parameters(), b.networks.parameters(), strict=True)
+        return all(torch.equal(x, y) for x, y in pairs)
+
+    assert not same(straight, untrained)
+    assert same(straight, resumed)
+    assert not same(straight, without_buffer)
+    assert resumed.num_trajectories == straight.num_trajectories
+
+
+def test_dqn_load_replay_buffer_rejects_other_files(tmp_path) -> None:
+    agent = _dqn(SoftDQN)
+    other = _dqn(SoftDQN, buffer_size=500)
+    other.save_replay_buffer(tmp_path / "small.pkl")
+    with pytest.raises(ValueError, match="buffer_size"):
+        agent.load_replay_buffer(tmp_path / "small.pkl")
