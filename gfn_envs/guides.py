@@ -8,7 +8,8 @@ the object x the trajectory belongs to (the sequence guide is not Markovian: it 
 the rewards of objects seen so far that share their filled positions).
 
 A task offers its default guide through :meth:`gfn_envs.task.Task.default_guide`; any object with
-the :class:`Guide` methods plugs in.
+the :class:`Guide` methods plugs in. A guide with state (a replay buffer) may also define
+``state_dict()`` and ``load_state_dict(state)``; agent checkpoints then hold it.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ rescale of the tables), which leaves every mean ratio unchanged and keeps exp() 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -107,6 +108,29 @@ class SubstructureGuide:
         self._sparse: dict[str, Tensor] | None = None
 
     # ----------------------------------------------------------------- buffer
+    def state_dict(self) -> dict[str, Any]:
+        """The buffer and its tables, so that agent checkpoints resume the guide exactly."""
+        state: dict[str, Any] = {
+            "rows": self._rows,
+            "log_r": self._log_r,
+            "head": self._head,
+            "ref": self._ref,
+        }
+        if self.method == "dense":
+            state |= {"count": self._count, "rsum": self._rsum}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s buffer (same task, capacity and method)."""
+        device = self.task.device
+        self._rows = state["rows"].to(device)
+        self._log_r = state["log_r"].to(device)
+        self._head, self._ref = int(state["head"]), float(state["ref"])
+        if self.method == "dense":
+            self._count.copy_(state["count"])
+            self._rsum.copy_(state["rsum"])
+        self._sparse = None
+
     def __len__(self) -> int:
         return len(self._rows)
 
