@@ -139,7 +139,7 @@ def sample_trajectories(
     obs, info = env.reset(options=None if starts is None else {"states": starts})
     n = env.single_action_space.n
     done = env.done.clone()
-    rows: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None, Tensor]] = []
+    rows: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]] = []
     valid_steps: list[Tensor] = []
     objects = env.states.clone() if env.direction == "backward" else None
     log_rewards = torch.zeros(env.num_envs, device=env.device)
@@ -160,8 +160,8 @@ def sample_trajectories(
         actions = torch.zeros_like(actions).index_copy(0, idx, chosen)
         obs, reward, terminated, _, info = env.step(actions)
         if env.direction == "forward":
-            log_rewards = torch.where(terminated & alive, reward, log_rewards)
-        rows.append((states, o, mask, chosen, taken, outputs, idx))
+            log_rewards = log_rewards + reward  # nonzero only at each trajectory's exit
+        rows.append((states, o, mask, chosen, taken, outputs))
         valid_steps.append(alive)
         done = terminated
     if env.direction == "forward":
