@@ -100,20 +100,27 @@ class Trajectories:
 
 
 def _sample_actions(
-    log_probs: Tensor,
+    logits: Tensor,
     mask: Tensor,
     generator: torch.Generator,
     epsilon: float,
     temperature: float,
 ) -> Tensor:
-    """Draw actions from the policy, tempered and mixed with ε of the uniform legal policy."""
+    """Draw actions from softmax(logits / temperature) over the legal actions, mixed with ε of
+    the uniform legal policy, by the Gumbel-max trick: argmax(log p + G), G = −log(−log U).
+
+    U is clamped away from 0 so G is finite and a masked action (−inf) can never win.
+    """
     with torch.no_grad():
-        if temperature != 1.0:
-            log_probs = (log_probs / temperature).log_softmax(dim=-1)
-        probs = log_probs.exp()
+        scores = torch.where(
+            mask, logits if temperature == 1.0 else logits / temperature, -torch.inf
+        )
         if epsilon > 0.0:
-            probs = (1 - epsilon) * probs + epsilon * uniform_log_probs(mask).exp()
-        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            probs = (1 - epsilon) * scores.softmax(dim=-1) + epsilon * uniform_log_probs(mask).exp()
+            scores = probs.log()
+        u = torch.rand(scores.shape, generator=generator, device=scores.device)
+        noise = u.clamp_(min=torch.finfo(u.dtype).tiny).log_().neg_().log_()
+        return (scores - noise).argmax(dim=-1)
 
 
 def sample_trajectories(
@@ -127,6 +134,10 @@ def sample_trajectories(
 ) -> Trajectories:
     """Roll out one complete trajectory per sub-env of ``env`` (autoreset disabled, tensors on).
 
+    Each step runs the policy on the live sub-envs only and draws their actions; the
+    log-probabilities of the taken actions are computed once, after the rollout, by one masked
+    log-softmax over all rows (the graph still runs through each step's policy pass).
+
     Args:
         env: a :class:`GFlowNetVectorEnv` with ``autoreset_mode="disabled"`` and ``tensors=True``;
             its direction decides forward or backward sampling.
@@ -138,46 +149,55 @@ def sample_trajectories(
     """
     obs, info = env.reset(options=None if starts is None else {"states": starts})
     n = env.single_action_space.n
-    done = env.done.clone()
-    rows: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]] = []
-    valid_steps: list[Tensor] = []
+    done = env.done
+    states, masks, observations, outputs, chosen, alive_steps = [], [], [], [], [], []
     objects = env.states.clone() if env.direction == "backward" else None
     log_rewards = torch.zeros(env.num_envs, device=env.device)
-    actions = torch.zeros(env.num_envs, dtype=torch.long, device=env.device)
+    no_action = torch.zeros(env.num_envs, dtype=torch.long, device=env.device)
     while not bool(done.all()):
         alive = ~done
         idx = alive.nonzero().squeeze(1)
-        states, o, mask = env.states[idx], obs[idx], info["action_mask"][idx]
+        o = obs[idx]
         if policy is None:
-            outputs = None
-            log_probs = uniform_log_probs(mask)
+            logits = torch.zeros(len(idx), n, device=env.device)
         else:
             with torch.set_grad_enabled(grad):
-                outputs = policy(o)
-                log_probs = masked_log_softmax(outputs[:, :n], mask)
-        chosen = _sample_actions(log_probs.detach(), mask, generator, epsilon, temperature)
-        taken = log_probs.gather(1, chosen.unsqueeze(1)).squeeze(1)
-        actions = torch.zeros_like(actions).index_copy(0, idx, chosen)
-        obs, reward, terminated, _, info = env.step(actions)
+                out = policy(o)
+            outputs.append(out)
+            logits = out[:, :n].detach()
+        actions = _sample_actions(logits, info["action_mask"][idx], generator, epsilon, temperature)
+        # the env's states and masks are new tensors every step, so the full-batch ones are kept
+        # and compacted once at the end
+        states.append(env.states)
+        masks.append(info["action_mask"])
+        observations.append(o)
+        chosen.append(actions)
+        alive_steps.append(alive)
+        obs, reward, done, _, info = env.step(no_action.index_copy(0, idx, actions))
         if env.direction == "forward":
             log_rewards = log_rewards + reward  # nonzero only at each trajectory's exit
-        rows.append((states, o, mask, chosen, taken, outputs))
-        valid_steps.append(alive)
-        done = terminated
     if env.direction == "forward":
         objects = env.states.clone()
     else:
         log_rewards = env.task.log_reward(objects)
-    cat = torch.cat
+    valid = torch.stack(alive_steps)
+    flat_masks = torch.stack(masks)[valid]
+    flat_actions = torch.cat(chosen)
+    flat_outputs = None if policy is None else torch.cat(outputs)
+    if flat_outputs is None:
+        log_probs = uniform_log_probs(flat_masks)
+    else:
+        with torch.set_grad_enabled(grad):
+            log_probs = masked_log_softmax(flat_outputs[:, :n], flat_masks)
     return Trajectories(
         direction=env.direction,
-        valid=torch.stack(valid_steps),
-        states=cat([r[0] for r in rows]),
-        obs=cat([r[1] for r in rows]),
-        masks=cat([r[2] for r in rows]),
-        actions=cat([r[3] for r in rows]),
-        outputs=None if policy is None else cat([r[5] for r in rows]),  # type: ignore[misc]
-        log_probs=cat([r[4] for r in rows]),
+        valid=valid,
+        states=torch.stack(states)[valid],
+        obs=torch.cat(observations),
+        masks=flat_masks,
+        actions=flat_actions,
+        outputs=flat_outputs,
+        log_probs=log_probs.gather(1, flat_actions.unsqueeze(1)).squeeze(1),
         objects=objects,
         log_rewards=log_rewards,
     )

@@ -254,6 +254,8 @@ class GFlowNetVectorEnv(_TaskViews, VectorEnv):
             reward is 0, until ``reset(options={"reset_mask": ...})``; what agents use to collect
             one batch of complete trajectories).
         tensors: return torch tensors on ``device`` instead of numpy arrays, and accept tensors.
+            Returned tensors are never written to afterwards (steps and resets make new ones), so
+            a caller may keep them without copying.
         device: torch device of the task.
         **task_kwargs: passed to the task's constructor.
     """

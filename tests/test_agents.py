@@ -358,6 +358,31 @@ def test_sample_draws_terminal_objects_from_the_exact_terminal_distribution() ->
     assert tv < 0.05  # sampling noise for 16 outcomes and 4000 draws is about 0.02
 
 
+@pytest.mark.parametrize(("temperature", "epsilon"), [(1.0, 0.0), (2.0, 0.0), (0.5, 0.3)])
+def test_rollout_actions_follow_the_tempered_epsilon_mixed_policy(
+    temperature: float, epsilon: float
+) -> None:
+    """The rollout draws its actions from (1 − ε)·softmax(logits/T) + ε·uniform over the legal
+    actions, never an illegal one, and stores the log-probabilities of the untempered policy."""
+    n = 20_000
+    env = GFlowNetVectorEnv(n, HyperGrid(ndim=2, height=2), autoreset_mode="disabled", tensors=True)
+    logits = torch.tensor([1.0, -0.5, 0.3])
+
+    def policy(obs: torch.Tensor) -> torch.Tensor:
+        return logits.expand(len(obs), 3)
+
+    generator = torch.Generator().manual_seed(0)
+    traj = sample_trajectories(env, policy, generator, epsilon=epsilon, temperature=temperature)
+    first = traj.actions[: traj.batch_size]  # time-major: the first row of every trajectory
+    frequencies = torch.bincount(first, minlength=3).float() / n
+    expected = (1 - epsilon) * (logits / temperature).softmax(0) + epsilon / 3
+    assert torch.allclose(frequencies, expected, atol=0.015)  # 3 standard errors is about 0.01
+    assert bool(traj.masks.gather(1, traj.actions.unsqueeze(1)).all())
+    log_policy = logits.expand(len(traj.masks), 3).masked_fill(~traj.masks, -torch.inf)
+    expected_log_probs = log_policy.log_softmax(1).gather(1, traj.actions.unsqueeze(1)).squeeze(1)
+    assert torch.allclose(traj.log_probs, expected_log_probs)
+
+
 def test_sample_of_fewer_objects_than_the_batch_uses_its_own_env() -> None:
     agent = build("RL-U")
     objects = agent.sample(3)

@@ -270,6 +270,32 @@ def test_tensors_option_returns_torch_tensors_and_accepts_them() -> None:
     assert isinstance(env.unwrapped.action_masks(), torch.Tensor)
 
 
+@pytest.mark.parametrize("mode", ["next_step", "same_step", "disabled"])
+def test_tensors_returned_by_the_vector_env_are_never_written_afterwards(mode: str) -> None:
+    """In tensor mode a caller may keep the returned obs, rewards and info tensors: later steps
+    and resets make new tensors rather than writing into old ones (the agents' rollouts rely on
+    this to keep each step's states and masks without copying them)."""
+    env = GFlowNetVectorEnv(6, task=HYPERGRID, ndim=2, height=3, tensors=True, autoreset_mode=mode)
+    generator = torch.Generator().manual_seed(0)
+    kept: list[tuple[torch.Tensor, torch.Tensor]] = []  # (returned tensor, copy made at once)
+
+    def keep(*tensors: torch.Tensor) -> None:
+        kept.extend((t, t.clone()) for t in tensors)
+
+    obs, info = env.reset(seed=0)
+    for step in range(12):
+        keep(obs, info["state"], info["action_mask"])
+        if step == 6:
+            obs, info = env.reset(options={"reset_mask": torch.ones(6, dtype=torch.bool)})
+            continue
+        legal = info["action_mask"] | env.done.unsqueeze(1)
+        actions = torch.multinomial(legal.float(), 1, generator=generator).squeeze(1)
+        obs, reward, terminated, _, info = env.step(actions)
+        keep(reward, terminated)
+    env.reset()
+    assert all(torch.equal(t, copy) for t, copy in kept)
+
+
 def test_vector_backward_starts_at_given_states_and_ends_at_s0() -> None:
     env = GFlowNetVectorEnv(
         2, task=HYPERGRID, ndim=2, height=4, direction="backward", autoreset_mode="disabled"
