@@ -22,8 +22,11 @@ it cannot avoid:
 * TB, DB, SubTB (learned P_B): P_F fwd+bwd at b + P_B fwd+bwd at N × (N − B)/N; the "-U" variants
   only P_F fwd+bwd at b.
 
-Throughput ÷ floor is the share of time spent in unavoidable network work; the rest is overhead
-(Python, masks, env steps, copies, optimizer steps). Targets: TB ≥ 90 %, RL-U and RL-B ≥ 80 %.
+The MLP rates are measured right after each timed block, at that block's b and N, so a block's
+throughput and its floor see the same load on a shared machine; the share of floor is computed per
+block and the script prints its median [min–max]. Throughput ÷ floor is the share of time spent
+in unavoidable network work; the rest is overhead (Python, masks, env steps, copies, optimizer
+steps). Targets: TB ≥ 90 %, RL-U and RL-B ≥ 80 %.
 
 **torchgfn.** When a Python with ``import gfn`` is available (``--anchor-python``, default
 ``/tmp/anchor-venv/bin/python``; torchgfn needs numpy < 2, so it lives outside ``.venv``), the
@@ -123,12 +126,22 @@ def batch_shape(agent: GFlowNetAlgorithm) -> tuple[float, float]:
 
 
 def time_agent(
-    name: str, batch_size: int, warmup: int, blocks: int, block_iters: int, seed: int
+    name: str,
+    batch_size: int,
+    warmup: int,
+    blocks: int,
+    block_iters: int,
+    seed: int,
+    repeats: int,
 ) -> dict[str, Any]:
-    """Warm up, then time ``blocks`` blocks; transitions/s and shapes per block."""
+    """Warm up, then time ``blocks`` blocks. Right after each block the MLP rates of the agent's
+    floor are measured at that block's batch shapes, so throughput and floor see the same machine
+    load; the share of floor is taken per block."""
     agent = build(name, batch_size, seed)
     agent.learn(total_trajectories=batch_size * warmup)
-    rates, lengths, shapes = [], [], []
+    obs_dim = 2 * GRID["height"]
+    nets = {"policy": mlp(obs_dim, 3, POLICY_ARCH), "value": mlp(obs_dim, 1, VALUE_ARCH)}
+    rates, lengths, floors, shapes = [], [], [], []
     for _ in range(blocks):
         start_steps, start = agent.num_timesteps, time.perf_counter()
         agent.learn(total_trajectories=batch_size * block_iters, reset_num_timesteps=False)
@@ -136,9 +149,14 @@ def time_agent(
         transitions = agent.num_timesteps - start_steps
         rates.append(transitions / elapsed)
         lengths.append(transitions / (batch_size * block_iters))
-        shapes.append(batch_shape(agent))
+        rollout, flat = batch_shape(agent)
+        moves = (flat - batch_size) / flat
+        floors.append(floor_rate(FLOORS[name], nets, obs_dim, rollout, flat, moves, repeats))
+        shapes.append((rollout, flat))
     return {
         "rates": rates,
+        "floors": floors,
+        "shares": [r / f for r, f in zip(rates, floors, strict=True)],
         "length": statistics.mean(lengths),
         "rollout_batch": statistics.mean(s[0] for s in shapes),
         "flat_batch": statistics.mean(s[1] for s in shapes),
@@ -166,17 +184,22 @@ def network_rate(net: nn.Module, in_dim: int, batch: int, mode: str, repeats: in
 
 def floor_rate(
     passes: list[Pass],
-    rates: dict[tuple[str, str, int], float],
-    rollout: int,
-    flat: int,
+    nets: dict[str, nn.Module],
+    obs_dim: int,
+    rollout: float,
+    flat: float,
     moves: float,
+    repeats: int,
 ) -> float:
-    """Transitions/s if only ``passes`` ran: 1 / Σ weight / rate."""
+    """Transitions/s if only ``passes`` ran: 1 / Σ weight / rate, each rate measured now."""
+    rates: dict[tuple[str, str, int], float] = {}
     seconds = 0.0
     for p in passes:
         weight = moves if p.weight == "moves" else float(p.weight)
-        batch = rollout if p.batch == "rollout" else flat
-        seconds += weight / rates[(p.net, p.mode, batch)]
+        key = (p.net, p.mode, round(rollout if p.batch == "rollout" else flat))
+        if key not in rates:
+            rates[key] = network_rate(nets[p.net], obs_dim, key[2], p.mode, repeats)
+        seconds += weight / rates[key]
     return 1.0 / seconds
 
 
@@ -273,31 +296,15 @@ def main() -> None:
     for name in args.presets:
         t0 = time.perf_counter()
         results[name] = time_agent(
-            name, args.batch_size, args.warmup, args.blocks, args.block_iters, args.seed
+            name,
+            args.batch_size,
+            args.warmup,
+            args.blocks,
+            args.block_iters,
+            args.seed,
+            args.repeats,
         )
         print(f"  timed {name} in {time.perf_counter() - t0:.0f} s", flush=True)
-
-    obs_dim = 2 * GRID["height"]
-    nets = {"policy": mlp(obs_dim, 3, POLICY_ARCH), "value": mlp(obs_dim, 1, VALUE_ARCH)}
-    rates: dict[tuple[str, str, int], float] = {}
-    shapes = {
-        name: (round(r["rollout_batch"]), round(r["flat_batch"])) for name, r in results.items()
-    }
-    for rollout, flat in shapes.values():
-        for batch in (rollout, flat):
-            for net in nets:
-                for mode in ("fwd", "fwdbwd"):
-                    if (net, mode, batch) not in rates:
-                        rates[(net, mode, batch)] = network_rate(
-                            nets[net], obs_dim, batch, mode, args.repeats
-                        )
-    print("\nMLP throughput (k states/s, median of repeats):")
-    print(
-        f"  {'batch':>6} {'P 4x256 fwd':>12} {'P fwd+bwd':>10} {'V 2x256 fwd':>12} {'V fwd+bwd':>10}"
-    )
-    for batch in sorted({b for key in rates for b in [key[2]]}):
-        cells = [rates[(n, m, batch)] / 1e3 for n in nets for m in ("fwd", "fwdbwd")]
-        print(f"  {batch:>6} " + " ".join(f"{c:>11.1f}" for c in cells))
 
     anchor = None
     if not args.no_anchor:
@@ -307,18 +314,17 @@ def main() -> None:
 
     print(
         f"\n{'agent':<8} {'transitions/s':>22} {'len':>5} {'b':>5} {'N':>6} "
-        f"{'floor/s':>8} {'of floor':>8} {'target':>7}"
+        f"{'floor/s':>8} {'of floor':>16} {'target':>7}"
     )
     for name, r in results.items():
-        rollout, flat = shapes[name]
-        moves = (flat - args.batch_size) / flat
-        floor = floor_rate(FLOORS[name], rates, rollout, flat, moves)
-        share = statistics.median(r["rates"]) / floor
+        share = statistics.median(r["shares"])
         target = TARGETS.get(name)
         verdict = "" if target is None else ("ok" if share >= target else f"<{target:.0%}")
+        shares = f"{share:.0%} [{min(r['shares']):.0%}–{max(r['shares']):.0%}]"
         print(
-            f"{name:<8} {fmt(r['rates']):>22} {r['length']:>5.1f} {rollout:>5} {flat:>6} "
-            f"{floor / 1e3:>7.1f}k {share:>8.0%} {verdict:>7}"
+            f"{name:<8} {fmt(r['rates']):>22} {r['length']:>5.1f} {r['rollout_batch']:>5.0f} "
+            f"{r['flat_batch']:>6.0f} {statistics.median(r['floors']) / 1e3:>7.1f}k "
+            f"{shares:>16} {verdict:>7}"
         )
     if anchor is not None:
         print(
