@@ -406,9 +406,10 @@ class GFlowNetVectorEnv(_TaskViews, VectorEnv):
             exit_ = self.task.exit_action
             is_exit = legal & (a == exit_)
             move = legal ^ is_exit
-            exits = is_exit.nonzero().squeeze(1)
-            if len(exits):
-                reward[exits] = self.task.log_reward(self.states[exits]).to(reward.dtype)
+            if bool(is_exit.any()):
+                reward.masked_scatter_(
+                    is_exit, self.task.log_reward(self.states[is_exit]).to(reward.dtype)
+                )
             states = self.task.step_where(self.states, a, move)
             terminated = is_exit
         else:
