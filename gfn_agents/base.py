@@ -17,6 +17,7 @@ objects; ``predict(obs, action_masks=…)``; ``save(path)`` and ``Agent.load(pat
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import tempfile
@@ -58,6 +59,17 @@ def check_unit_interval(name: str, value: Any) -> None:
     """Raise a clear ValueError unless ``value`` lies in [0, 1]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+
+
+def _keyword_parameters(cls: type) -> list[str]:
+    """The keyword arguments the constructors along ``cls``'s MRO accept (not policy and env)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            for name, param in inspect.signature(klass.__init__).parameters.items():
+                if param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+                    names.add(name)
+    return sorted(names - {"self", "policy", "env"})
 
 
 def _env_identity(env: Any, env_kwargs: dict[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
@@ -119,7 +131,13 @@ class GFlowNetAlgorithm(ABC):
         device: str | torch.device = "cpu",
         verbose: int = 0,
         tensorboard_log: str | None = None,
+        **unknown: Any,
     ) -> None:
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unknown keyword argument(s) {sorted(unknown)}; "
+                f"allowed: {_keyword_parameters(type(self))}"
+            )
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         check_positive("batch_size", batch_size, integer=True)

@@ -165,7 +165,7 @@ class SoftDQN(GFlowNetAlgorithm):
         epsilon: weight of the uniform legal policy in the exploration mixture.
         backward_policy: P_B of the rewards, ``"uniform"`` or a callable (see
             :mod:`gfn_envs.wrappers`).
-        log_reward_clip, env_kwargs, seed, device, verbose, tensorboard_log: see
+        log_reward_clip, env_kwargs, seed, device, verbose, tensorboard_log, **kwargs: see
             :class:`~gfn_agents.base.GFlowNetAlgorithm`.
     """
 
@@ -189,6 +189,7 @@ class SoftDQN(GFlowNetAlgorithm):
         device: str | torch.device = "cpu",
         verbose: int = 0,
         tensorboard_log: str | None = None,
+        **kwargs: Any,
     ) -> None:
         check_positive("buffer_size", buffer_size, integer=True)
         check_positive("train_batch_size", train_batch_size, integer=True)
@@ -221,6 +222,7 @@ class SoftDQN(GFlowNetAlgorithm):
             device=device,
             verbose=verbose,
             tensorboard_log=tensorboard_log,
+            **kwargs,
         )
 
     # ------------------------------------------------------------------ setup

@@ -266,6 +266,18 @@ def test_unknown_preset_and_policy_names_are_clear_value_errors() -> None:
         make_agent("RL-U", ENV_ID, policy="CnnPolicy")
 
 
+def test_unknown_kwargs_name_the_argument_and_the_allowed_ones() -> None:
+    """A misspelt or foreign keyword (ε is for the balance losses; PG stays on-policy) is a
+    TypeError that names it and lists what the agent accepts, its own and the base's."""
+    with pytest.raises(TypeError, match=r"unknown keyword argument\(s\) \['epsilon'\]") as info:
+        build("RL-U", epsilon=0.1)
+    assert "gae_lambda" in str(info.value) and "batch_size" in str(info.value)
+    with pytest.raises(TypeError, match=r"TrajectoryBalance .*\['lr_vaule'\].*epsilon"):
+        build("TB", lr_vaule=1e-3)
+    with pytest.raises(TypeError, match=r"MunchausenDQN .*\['gae_lambda'\].*buffer_size"):
+        build("MunchausenDQN", gae_lambda=0.9)
+
+
 def test_every_documented_name_is_a_preset() -> None:
     assert set(ALL_PRESETS) <= set(PRESETS)
 
