@@ -259,14 +259,32 @@ class GFlowNetAlgorithm(ABC):
         Without ``action_masks`` every action is allowed, as in SB3; pass the env's masks to get
         legal actions only.
         """
-        obs = torch.as_tensor(np.asarray(observation), dtype=torch.float32, device=self.device)
-        single = obs.dim() == 1
-        obs = obs.reshape(-1, self.task.obs_dim)
+        obs_dim, n_actions = self.task.obs_dim, self.task.n_actions
+        array = np.asarray(observation.cpu() if isinstance(observation, Tensor) else observation)
+        if array.ndim not in (1, 2) or array.shape[-1] != obs_dim:
+            raise ValueError(
+                f"observation must have shape ({obs_dim},) or (batch, {obs_dim}), got {array.shape}"
+            )
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise ValueError(f"observation must be numeric, got dtype {array.dtype}")
+        if not np.isfinite(array).all():
+            raise ValueError("observation must be finite, got NaN or inf")
+        single = array.ndim == 1
+        obs = torch.as_tensor(array, dtype=torch.float32, device=self.device).reshape(-1, obs_dim)
         if action_masks is None:
-            mask = torch.ones(len(obs), self.task.n_actions, dtype=torch.bool, device=self.device)
+            mask = torch.ones(len(obs), n_actions, dtype=torch.bool, device=self.device)
         else:
-            mask = torch.as_tensor(np.asarray(action_masks), dtype=torch.bool, device=self.device)
-            mask = mask.reshape(len(obs), self.task.n_actions)
+            masks = np.asarray(
+                action_masks.cpu() if isinstance(action_masks, Tensor) else action_masks
+            )
+            if masks.dtype != np.bool_ or masks.size != len(obs) * n_actions:
+                raise ValueError(
+                    f"action_masks must be bool of shape ({n_actions},) or ({len(obs)}, "
+                    f"{n_actions}) like the observation, got {masks.dtype} {masks.shape}"
+                )
+            mask = torch.as_tensor(masks, device=self.device).reshape(len(obs), n_actions)
+            if not bool(mask.any(dim=1).all()):
+                raise ValueError("action_masks must allow at least one action in every row")
         log_probs = self.forward_log_probs(obs, mask)
         if deterministic:
             actions = log_probs.argmax(dim=1)

@@ -349,6 +349,25 @@ def test_predict_with_masks_returns_only_legal_actions() -> None:
     assert int(action) == task.n_actions - 1  # only exit is legal in the far corner
 
 
+@pytest.mark.parametrize(
+    ("observation", "masks", "words"),
+    [
+        (np.zeros(15), None, r"observation must have shape \(16,\) or \(batch, 16\)"),
+        (np.zeros((2, 2, 16)), None, "observation must have shape"),
+        (np.array(["a"] * 16), None, "observation must be numeric"),
+        (np.full(16, np.nan), None, "observation must be finite"),
+        (np.zeros((2, 16)), np.ones((2, 2), dtype=bool), r"action_masks must be bool of shape"),
+        (np.zeros((2, 16)), np.ones((2, 3), dtype=int), "action_masks must be bool"),
+        (np.zeros((2, 16)), np.zeros((2, 3), dtype=bool), "at least one action in every row"),
+    ],
+)
+def test_predict_rejects_bad_observations_and_masks(
+    observation: np.ndarray, masks: np.ndarray | None, words: str
+) -> None:
+    with pytest.raises(ValueError, match=words):
+        build("TB").predict(observation, action_masks=masks)
+
+
 def test_sample_draws_terminal_objects_from_the_exact_terminal_distribution() -> None:
     """``sample(n)`` returns terminal objects whose empirical distribution matches P_F^T from the
     exact DP (BitSequence: only complete strings are terminal)."""
