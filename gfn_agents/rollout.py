@@ -166,9 +166,9 @@ def sample_trajectories(
             outputs.append(out)
             logits = out[:, :n].detach()
         actions = _sample_actions(logits, info["action_mask"][idx], generator, epsilon, temperature)
-        # the env's states and masks are new tensors every step, so the full-batch ones are kept
-        # and compacted once at the end
-        states.append(env.states)
+        # the vector env never writes into a tensor it has returned, so the full-batch states and
+        # masks are kept as they are and compacted once at the end
+        states.append(info["state"])
         masks.append(info["action_mask"])
         observations.append(o)
         chosen.append(actions)
