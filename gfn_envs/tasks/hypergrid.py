@@ -59,8 +59,6 @@ class HyperGrid(Task):
         self.max_length = ndim * (height - 1) + 1
         self._strides = height ** torch.arange(ndim - 1, -1, -1, device=self.device)
         self._ones = torch.ones(1, 1, dtype=torch.long, device=self.device)
-        # Row i: the move of action i (a unit vector); the last row, for exit or no move, is zero.
-        self._moves = torch.eye(ndim + 1, ndim, dtype=torch.long, device=self.device)
         self._eye = torch.eye(height, device=self.device)
         # Per-coordinate factors of the reward, so log_reward is a gather and two products.
         ax = (torch.arange(height, device=self.device).double() / (height - 1) - 0.5).abs()
@@ -93,12 +91,14 @@ class HyperGrid(Task):
         return states.scatter_add(1, actions.unsqueeze(1), -self._ones.expand(len(states), 1))
 
     def step_where(self, states: Tensor, actions: Tensor, where: Tensor) -> Tensor:
-        """Add the action's unit vector on moving rows and the zero row elsewhere."""
-        return states + self._moves[torch.where(where, actions, self.ndim)]
+        """One ``scatter_add`` of 1 (moving rows) or 0 (the others) at the action's coordinate."""
+        index = actions.clamp(max=self.ndim - 1).unsqueeze(1)
+        return states.scatter_add(1, index, where.long().unsqueeze(1))
 
     def backward_step_where(self, states: Tensor, actions: Tensor, where: Tensor) -> Tensor:
-        """Subtract the action's unit vector on moving rows and the zero row elsewhere."""
-        return states - self._moves[torch.where(where, actions, self.ndim)]
+        """One ``scatter_add`` of −1 (moving rows) or 0 (the others)."""
+        index = actions.clamp(max=self.ndim - 1).unsqueeze(1)
+        return states.scatter_add(1, index, -where.long().unsqueeze(1))
 
     def backward_action(self, states: Tensor, actions: Tensor) -> Tensor:
         return actions
