@@ -138,6 +138,10 @@ def sample_trajectories(
     log-probabilities of the taken actions are computed once, after the rollout, by one masked
     log-softmax over all rows (the graph still runs through each step's policy pass).
 
+    Raises:
+        FloatingPointError: the policy's outputs hold NaN or inf (a non-finite log-probability,
+            or a trajectory that never ends because only illegal actions could be drawn).
+
     Args:
         env: a :class:`GFlowNetVectorEnv` with ``autoreset_mode="disabled"`` and ``tensors=True``;
             its direction decides forward or backward sampling.
@@ -155,6 +159,11 @@ def sample_trajectories(
     log_rewards = torch.zeros(env.num_envs, device=env.device)
     no_action = torch.zeros(env.num_envs, dtype=torch.long, device=env.device)
     while not bool(done.all()):
+        if len(alive_steps) == env.task.max_length:
+            raise FloatingPointError(
+                f"a trajectory ran past the task's max_length ({env.task.max_length}): the "
+                "policy's outputs are -inf on every legal action, or NaN (training has diverged)"
+            )
         alive = ~done
         idx = alive.nonzero().squeeze(1)
         o = obs[idx]
@@ -189,6 +198,12 @@ def sample_trajectories(
     else:
         with torch.set_grad_enabled(grad):
             log_probs = masked_log_softmax(flat_outputs[:, :n], flat_masks)
+    taken = log_probs.gather(1, flat_actions.unsqueeze(1)).squeeze(1)
+    if not bool(torch.isfinite(taken.detach()).all()):
+        raise FloatingPointError(
+            "the policy's log-probabilities of the sampled actions are not finite: its outputs "
+            "hold NaN or inf (training has diverged; lower the learning rates)"
+        )
     return Trajectories(
         direction=env.direction,
         valid=valid,
@@ -197,7 +212,7 @@ def sample_trajectories(
         masks=flat_masks,
         actions=flat_actions,
         outputs=flat_outputs,
-        log_probs=log_probs.gather(1, flat_actions.unsqueeze(1)).squeeze(1),
+        log_probs=taken,
         objects=objects,
         log_rewards=log_rewards,
     )

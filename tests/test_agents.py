@@ -414,6 +414,21 @@ def test_rollout_actions_follow_the_tempered_epsilon_mixed_policy(
     assert torch.allclose(traj.log_probs, expected_log_probs)
 
 
+@pytest.mark.parametrize(
+    ("value", "words"), [(float("nan"), "not finite"), (-math.inf, "max_length")]
+)
+def test_rollout_of_a_diverged_policy_is_a_clear_error(value: float, words: str) -> None:
+    """NaN outputs give non-finite log-probabilities; −inf on every action leaves only illegal
+    draws, which the env ignores, so the rollout stops at max_length instead of looping."""
+    env = GFlowNetVectorEnv(8, HyperGrid(ndim=2, height=4), autoreset_mode="disabled", tensors=True)
+
+    def diverged(obs: torch.Tensor) -> torch.Tensor:
+        return torch.full((len(obs), 3), value)
+
+    with pytest.raises(FloatingPointError, match=words):
+        sample_trajectories(env, diverged, torch.Generator().manual_seed(0))
+
+
 def test_sample_of_fewer_objects_than_the_batch_uses_its_own_env() -> None:
     agent = build("RL-U")
     objects = agent.sample(3)
