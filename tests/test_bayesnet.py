@@ -467,7 +467,7 @@ def test_bad_kwargs_raise(kwargs: dict, match: str) -> None:
 def test_rl_g_training_reduces_exact_jsd_on_four_nodes() -> None:
     """RL-G (guided by :meth:`BayesNet.default_guide`) on d = 4 with N = 20 samples (log Z* ≈ 16).
 
-    12,800 trajectories take about 15 s on one thread; the exact JSD falls from 0.56 to about 0.05.
+    12,800 trajectories take about 4 s on one thread; the exact JSD falls from 0.56 to about 0.05.
     """
     from gfn_agents import make_agent
 
