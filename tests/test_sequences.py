@@ -10,6 +10,7 @@ import gymnasium as gym
 import pytest
 import torch
 
+import gfn_agents
 import gfn_envs  # noqa: F401  (registers the ids)
 from gfn_envs import check_gfn_env, exact, metrics
 from gfn_envs.env import GFlowNetEnv
@@ -431,9 +432,6 @@ def test_bad_guide_inputs_raise() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["RL-G", "TB"])
 def test_short_training_on_tfbind8_improves_exact_metrics(name: str) -> None:
-    gfn_agents = pytest.importorskip("gfn_agents")
-    if name not in gfn_agents.PRESETS:
-        pytest.skip(f"gfn_agents has no {name} preset yet")
     task = TFBind8()
     # log Z* ≈ 11 here; with the default lr_z = 0.1, 150 iterations leave log Z far below it and TB
     # sharpens P_F to make up the gap, so both agents use lr_z = 1 (the paper's BN setting).
@@ -452,7 +450,6 @@ def test_short_training_on_tfbind8_improves_exact_metrics(name: str) -> None:
 def test_rl_g_checkpoint_holds_the_guide_buffer_and_resumes_exactly(mdp: str, tmp_path) -> None:
     """The substructure guide is stateful (its replay buffer); an RL-G checkpoint saves it, so
     save, load and resume equal an uninterrupted run, and the loaded buffer is the saved one."""
-    gfn_agents = pytest.importorskip("gfn_agents")
     kwargs = {"seed": 0, "net_arch": (32, 32), "value_net_arch": (32,), "batch_size": 16}
 
     def make() -> Any:
