@@ -138,10 +138,6 @@ def sample_trajectories(
     log-probabilities of the taken actions are computed once, after the rollout, by one masked
     log-softmax over all rows (the graph still runs through each step's policy pass).
 
-    Raises:
-        FloatingPointError: the policy's outputs hold NaN or inf (a non-finite log-probability,
-            or a trajectory that never ends because only illegal actions could be drawn).
-
     Args:
         env: a :class:`GFlowNetVectorEnv` with ``autoreset_mode="disabled"`` and ``tensors=True``;
             its direction decides forward or backward sampling.
@@ -150,6 +146,10 @@ def sample_trajectories(
         starts: backward only: the terminal objects to take apart, one per sub-env.
         grad: keep the autograd graph of the policy outputs.
         epsilon, temperature: exploration (off-policy sampling for the balance losses).
+
+    Raises:
+        FloatingPointError: the policy's outputs hold NaN or inf (a non-finite log-probability,
+            or a trajectory that never ends because only illegal actions could be drawn).
     """
     obs, info = env.reset(options=None if starts is None else {"states": starts})
     n = env.single_action_space.n
