@@ -113,9 +113,7 @@ def test_log_partition_matches_closed_form_on_other_grids(
     ndim: int, height: int, R0: float
 ) -> None:
     task = HyperGrid(ndim=ndim, height=height, R0=R0)
-    assert task.log_partition() == pytest.approx(
-        closed_form_log_z(ndim, height, R0), abs=1e-6
-    )
+    assert task.log_partition() == pytest.approx(closed_form_log_z(ndim, height, R0), abs=1e-6)
 
 
 def test_original_reward_values_by_hand() -> None:
