@@ -17,15 +17,14 @@ from gfn_envs.checker import check_gfn_env
 from gfn_envs.env import GFlowNetEnv, GFlowNetVectorEnv
 from gfn_envs.exact import exact_distribution, target_policy
 from gfn_envs.guides import ExitCapGuide
-from gfn_envs.tasks.bayesnet import (
-    BayesNet,
+from gfn_envs.metrics.graphs import (
     edge_auroc,
     edge_marginals,
     exact_bayesnet_metrics,
-    sample_linear_gaussian,
     sampled_bayesnet_metrics,
     structural_hamming_distance,
 )
+from gfn_envs.tasks.bayesnet import BayesNet, sample_linear_gaussian
 from gfn_envs.tasks.bge import BGeScore, LinearGaussianBICScore
 
 # ------------------------------------------------------------ independent references

@@ -12,6 +12,7 @@ import torch
 import gfn_envs  # noqa: F401  (registers the ids)
 from gfn_envs import check_gfn_env
 from gfn_envs.exact import exact_distribution, target_policy
+from gfn_envs.metrics.sequences import exact_sequence_metrics
 from gfn_envs.task import Task
 from gfn_envs.tasks.ehrlich import Ehrlich, EhrlichFunction
 
@@ -95,7 +96,7 @@ def test_masks_reach_exactly_the_feasible_sequences(
 def test_target_policy_is_exact(mdp: str) -> None:
     task = Ehrlich(mdp=mdp)
     p = exact_distribution(task, target_policy(task))
-    out = task.exact_metrics(p)
+    out = exact_sequence_metrics(task, p)
     assert out["tv"] < 1e-6 and out["acc"] > 1 - 1e-6
     modes = task.terminal_states()[task.mode_index()]
     assert bool((task.fitness(modes) == 1).all()) and task.modes_found(modes) == len(modes)
