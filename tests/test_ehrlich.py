@@ -159,3 +159,17 @@ def test_guide_is_the_sequence_default() -> None:
         [guide.log_prob(parents, actions[:, i], logits, x).exp() for i in range(2)], dim=1
     )
     assert torch.allclose(probs.sum(dim=1), torch.ones(8, dtype=probs.dtype))
+
+
+@pytest.mark.parametrize("mdp", ["fill", "prepend_append"])
+def test_infeasible_states_are_refused(mdp: str, function: EhrlichFunction) -> None:
+    task = Ehrlich(mdp=mdp)
+    banned = (~function.allowed).nonzero()[0].tolist()  # a banned transition u -> w
+    x = task.function.optimal_solution().clone()
+    x[2:4] = torch.tensor(banned)
+    with pytest.raises(ValueError, match="completable to a feasible sequence"):
+        task.validate_states(x.unsqueeze(0))
+    env = gym.make("gfn_envs/Ehrlich-v0", mdp=mdp, direction="backward")
+    with pytest.raises(ValueError, match=r"options\['state'\] must be completable"):
+        env.reset(options={"state": x})
+    assert torch.equal(task.validate_states(task.all_states()), task.all_states())

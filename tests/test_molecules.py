@@ -130,3 +130,11 @@ def test_guide_is_the_sequence_default(task: MoleculeString) -> None:
 def test_bad_kwargs(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         MoleculeString(**kwargs)
+
+
+def test_backward_start_with_an_unknown_block_is_refused() -> None:
+    env = gym.make("gfn_envs/MoleculeString-v0", direction="backward")
+    with pytest.raises(ValueError, match=r"options\['state'\] must hold symbols in \[0, 10\]"):
+        env.reset(options={"state": [0, 0, 0, 0, 11]})
+    _, info = env.reset(options={"state": [0, 0, 0, 0, 10]})
+    np.testing.assert_array_equal(info["state"], [0, 0, 0, 0, 10])

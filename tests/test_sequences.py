@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -466,3 +467,42 @@ def test_rl_g_checkpoint_holds_the_guide_buffer_and_resumes_exactly(mdp: str, tm
     resumed.learn(total_trajectories=64, reset_num_timesteps=False)
     pairs = zip(straight.networks.parameters(), resumed.networks.parameters(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
+
+
+# ------------------------------------------------------------------ state validation
+@pytest.mark.parametrize(
+    ("env_id", "state", "words"),
+    [
+        ("BitSequence-v0", [0, 0, 0, 16], r"symbols in \[0, 15\] or -1"),
+        ("TFBind8-v0", [0, 1, 2, 3, 4, 0, 0, 0], r"symbols in \[0, 3\] or -1"),
+        ("TFBind8-v0", [0, 1, 2, 3, -2, 0, 0, 0], r"symbols in \[0, 3\] or -1"),
+        ("TFBind8-v0", [0, 1, 2, 3, -1, 0, 0, 0], "terminal object"),
+        ("TFBind8-v0", [0, 1, 2, 3], r"shape \[B, 8\]"),
+    ],
+)
+def test_backward_starts_outside_the_dag_are_refused(env_id: str, state: list, words: str) -> None:
+    env = gym.make(f"gfn_envs/{env_id}", direction="backward")
+    with pytest.raises(ValueError, match=rf"options\['state'\].*{words}|{words}"):
+        env.reset(options={"state": state})
+    vec = gym.make_vec(f"gfn_envs/{env_id}", num_envs=2, direction="backward")
+    good = env.unwrapped.task.sample_terminal(1)
+    if len(state) == len(good[0]):
+        with pytest.raises(ValueError, match=words):
+            vec.reset(options={"states": torch.cat([good, torch.tensor([state])])})
+
+
+@pytest.mark.parametrize("mdp", MDPS)
+def test_validate_states_accepts_exactly_the_states_of_the_mdp(mdp: str) -> None:
+    task = toy(mdp)
+    every = task.all_states()
+    assert torch.equal(task.validate_states(every), every)
+    misaligned = torch.tensor([[-1, 0, 1]])
+    if mdp == "fill":
+        assert torch.equal(task.validate_states(misaligned), misaligned)
+    else:
+        with pytest.raises(ValueError, match=r"states must be left-aligned words.*\[-1, 0, 1\]"):
+            task.validate_states(misaligned)
+    with pytest.raises(TypeError, match="objects must hold integers"):
+        task.validate_states(np.array([[0.0, 1.0, 1.0]]), "objects")
+    with pytest.raises(TypeError, match="x must be an integer tensor"):
+        task.validate_states(torch.tensor([[True, False, True]]), "x")
