@@ -81,12 +81,6 @@ class Substructures(ABC):
 
     def __init__(self, mdp: SequenceMDP, method: str) -> None:
         self.mdp, self.method = mdp, method
-        L, K = mdp.length, mdp.n_symbols
-        device = mdp.device
-        self._place = K ** torch.arange(L, -1, -1, device=device)
-        self._offsets = torch.cumsum(
-            torch.cat([self._place.new_zeros(1), (K ** torch.arange(L, device=device))]), dim=0
-        )
 
     @abstractmethod
     def keys(self, rows: Tensor) -> tuple[Tensor, Tensor]:
@@ -194,6 +188,11 @@ class PendSubstructures(Substructures):
         K, L = mdp.n_symbols, mdp.length
         if K**L >= INT64_SAFE:
             raise ValueError(f"mdp='prepend_append' needs K^L < 2^62, got {K}^{L}")
+        # place values K^{L−i} and the first state index of each word length
+        self._place = K ** torch.arange(L, -1, -1, device=mdp.device)
+        self._offsets = torch.cumsum(
+            torch.cat([self._place.new_zeros(1), (K ** torch.arange(L, device=mdp.device))]), dim=0
+        )
 
     def keys(self, rows: Tensor) -> tuple[Tensor, Tensor]:
         L = self.mdp.length
