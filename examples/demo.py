@@ -46,13 +46,14 @@ class WallClockLimit(BaseCallback):
 
     def _on_training_start(self) -> None:
         self._start = time.perf_counter()
-        self._bar = tqdm(total=round(self.seconds), desc=self.name, unit="s", leave=True)
+        layout = "{desc}: {percentage:3.0f}%|{bar}| {n}/{total} s{postfix}"
+        self._bar = tqdm(total=round(self.seconds), desc=self.name, bar_format=layout)
 
     def _on_step(self) -> bool:
         elapsed = min(time.perf_counter() - self._start, self.seconds)
         self._bar.update(round(elapsed) - self._bar.n)
         tv = self.evaluation.history[-1]["tv"]
-        self._bar.set_postfix(trajectories=self.model.num_trajectories, tv=f"{tv:.4f}")
+        self._bar.set_postfix_str(f"trajectories={self.model.num_trajectories}, tv={tv:.4f}")
         return elapsed < self.seconds
 
     def _on_training_end(self) -> None:
