@@ -189,7 +189,7 @@ def read_checkpoint(path: str | os.PathLike[str], device: str | torch.device) ->
             text = archive.read(METADATA)
             try:
                 metadata = json.loads(text)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
                 raise ValueError(f"{path} is damaged: {METADATA} is not JSON ({exc})") from None
             _check_metadata(path, metadata)
             raw = archive.read(TENSORS)
@@ -206,7 +206,7 @@ def read_checkpoint(path: str | os.PathLike[str], device: str | torch.device) ->
             raise ValueError(f"{path} is incomplete: it has no {key!r} RNG state")
     try:
         metadata = from_json(metadata)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise ValueError(f"{path} is damaged: {exc}") from None
     return Checkpoint(path, metadata, modules, rng)
 

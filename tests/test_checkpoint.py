@@ -460,3 +460,9 @@ def test_a_replay_buffer_of_another_size_or_a_damaged_one_is_refused(tmp_path: P
         _dqn(buffer_size=100).load_replay_buffer(tmp_path / "cut.npz")
     with pytest.raises(FileNotFoundError, match="no file at"):
         _dqn().load_replay_buffer(tmp_path / "none.npz")
+
+
+def test_deeply_nested_metadata_is_damaged_not_a_crash(saved: Path, tmp_path: Path) -> None:
+    replace_member(saved, tmp_path / "deep.zip", METADATA, b"[" * 200_000 + b"]" * 200_000)
+    with pytest.raises(ValueError, match="damaged"):
+        GFlowNetAlgorithm.load(tmp_path / "deep.zip")
