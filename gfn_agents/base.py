@@ -36,10 +36,10 @@ from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_f
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from gfn_agents.policies import masked_log_softmax
 from gfn_envs.env import GFlowNetVectorEnv
-from gfn_envs.exact import task_of
+from gfn_envs.scoring import clip_log_rewards, policy_log_probs
 from gfn_envs.task import Task
+from gfn_envs.unwrap import task_of
 
 CHECKPOINT_FORMAT = 1
 POLICIES = ("MlpPolicy",)
@@ -213,9 +213,7 @@ class GFlowNetAlgorithm(ABC):
 
     def clipped_log_rewards(self, log_rewards: Tensor) -> Tensor:
         """log R̂(x) = max(log R(x), clip) (the paper's −12), or log R(x) without a clip."""
-        if self.log_reward_clip is None:
-            return log_rewards
-        return log_rewards.clamp(min=self.log_reward_clip)
+        return clip_log_rewards(log_rewards, self.log_reward_clip)
 
     @property
     def log_z(self) -> float:
@@ -241,10 +239,13 @@ class GFlowNetAlgorithm(ABC):
 
     # ------------------------------------------------------------------ policy views
     def forward_log_probs(self, obs: Tensor, mask: Tensor) -> Tensor:
-        """log P_F(·|s) for observations and masks; the ``forward_policy`` of the exact DP."""
+        """log P_F(·|s) for observations and masks; the ``forward_policy`` of the exact DP.
+
+        ``self.networks.forward_outputs`` is the agent's P_F as a :data:`gfn_envs.scoring.Policy`.
+        """
         with torch.no_grad():
-            out = self.networks.forward_outputs(obs.to(self.device, torch.float32))
-            return masked_log_softmax(out[:, : self.task.n_actions], mask.to(self.device))
+            obs = obs.to(self.device, torch.float32)
+            return policy_log_probs(self.networks.forward_outputs, obs, mask.to(self.device))
 
     def predict(
         self,
