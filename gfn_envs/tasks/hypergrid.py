@@ -10,6 +10,14 @@ Rewards, with a_d = |x_d/(H−1) − 0.5|:
 * ``"original"``: R(x) = R0 + R1·∏_d 1[0.25 < a_d] + R2·∏_d 1[0.3 < a_d < 0.4]
 * ``"cosine"``:   R(x) = R0 + R1·∏_d (cos(50·a_d) + 1)·φ(5·a_d), φ the standard normal density
   (the variant of the paper's code and of torchgfn; R2 is unused).
+
+**Band membership is decided in exact integer arithmetic.** With d = |2x − (H−1)|, a = d / (2(H−1)),
+so a > 0.25 ⟺ 2d > H−1 and 0.3 < a < 0.4 ⟺ 6(H−1) < 10d < 8(H−1). No rounding can put a cell on
+the wrong side of a band edge, and mirror cells x and H−1−x (same d) always get the same reward. On
+every grid this equals the float32 arithmetic of the paper's code and of torchgfn (a float64
+evaluation of a_d would not: on 16 × 16, x = 12 would fall inside the 0.3 edge while its mirror
+x = 3 stays outside). The cosine reward is computed in float64 from a = d / (2(H−1)), so it is
+symmetric too.
 """
 
 from __future__ import annotations
@@ -60,14 +68,18 @@ class HyperGrid(Task):
         self._strides = height ** torch.arange(ndim - 1, -1, -1, device=self.device)
         self._ones = torch.ones(1, 1, dtype=torch.long, device=self.device)
         self._eye = torch.eye(height, device=self.device)
-        # Per-coordinate factors of the reward, so log_reward is a gather and two products.
-        ax = (torch.arange(height, device=self.device).double() / (height - 1) - 0.5).abs()
+        # Per-coordinate factors of the reward, so log_reward is a gather and two products. The
+        # bands are integer comparisons on d = |2x − (H−1)| (see the module docstring).
+        d = (2 * torch.arange(height, device=self.device) - (height - 1)).abs()
         if reward == "original":
-            self._factors = torch.stack([ax > 0.25, (ax > 0.3) & (ax < 0.4)]).double()
+            band1 = 2 * d > height - 1
+            band2 = (6 * (height - 1) < 10 * d) & (10 * d < 8 * (height - 1))
+            self._factors = torch.stack([band1, band2]).double()
             self._weights = torch.tensor(
                 [self.R1, self.R2], dtype=torch.float64, device=self.device
             )
         else:
+            ax = d.double() / (2 * (height - 1))
             pdf = torch.exp(-0.5 * (5 * ax) ** 2) / math.sqrt(2 * math.pi)
             self._factors = ((torch.cos(50 * ax) + 1) * pdf).unsqueeze(0)
             self._weights = torch.tensor([self.R1], dtype=torch.float64, device=self.device)
