@@ -88,7 +88,7 @@ class ExitCapGuide:
     so P_B is steered towards paths that do not stop early there. HyperGrid: threshold log R0, cap
     log 1e-5 (the paper's values). P_G depends on P_F's probabilities only. The paper's code caps
     the raw exit *logit* instead, which makes P_G depend on the logits' offset: for logits
-    [3, 3, 0] and cap log 1e-5 it gives P_G(exit) = 2.5e-7, where this guide gives 1.05e-5.
+    [3, 3, 0] and cap log 1e-5 it gives P_G(exit) = 2.5e-7, where this guide gives 1.02e-5.
     """
 
     def __init__(self, task: Task, threshold: float, cap: float = math.log(1e-5)) -> None:
