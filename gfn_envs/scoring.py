@@ -30,7 +30,8 @@ included; its backward twin is (s', b) with b = backward_action(s, a). For a bat
   (RL-B) or a guide P_G (RL-G) (:func:`backward_costs`).
 
 Every function is a few tensor operations on values the caller already has: none adds a network
-pass or a host synchronisation.
+pass or a host synchronisation. The module imports nothing else from gfn-gym: it sits below the
+tasks, the guides, the wrappers, the evaluator and the agents.
 """
 
 from __future__ import annotations
@@ -41,7 +42,22 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from gfn_envs.task import Task
+
+class TaskView(Protocol):
+    """What the scoring functions read from a task (any :class:`gfn_envs.task.Task` has it)."""
+
+    def encode(self, states: Tensor) -> Tensor:
+        """Observations of raw states."""
+        ...
+
+    def forward_mask(self, states: Tensor) -> Tensor:
+        """Legal forward actions (exit included) of raw states."""
+        ...
+
+    def backward_mask(self, states: Tensor) -> Tensor:
+        """Legal backward actions of raw states."""
+        ...
+
 
 Policy = Callable[[Tensor, Tensor], Tensor]
 """``policy(obs float [B, obs_dim], mask bool [B, n]) -> logits [B, n]`` (see the module
@@ -111,7 +127,7 @@ def gather(log_probs: Tensor, actions: Tensor) -> Tensor:
 
 # ---------------------------------------------------------------------------- transitions
 def forward_log_probs(
-    task: Task,
+    task: TaskView,
     policy: Policy | None,
     states: Tensor,
     actions: Tensor,
@@ -130,7 +146,7 @@ def forward_log_probs(
 
 
 def backward_log_probs(
-    task: Task,
+    task: TaskView,
     policy: Policy | None,
     states: Tensor,
     actions: Tensor,
@@ -149,7 +165,7 @@ def backward_log_probs(
 
 
 def guided_log_probs(
-    task: Task,
+    task: TaskView,
     forward_policy: Policy | None,
     states: Tensor,
     actions: Tensor,

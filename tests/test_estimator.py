@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 import gfn_agents
-from gfn_agents.estimator import advantages_and_returns, discounted_sum
+from gfn_agents.estimator import ValueCritic, advantages_and_returns, discounted_sum
 from gfn_agents.logprobs import step_log_probs
 from gfn_agents.rollout import Trajectories, sample_trajectories
 from gfn_agents.trpo import trpo_step
@@ -20,8 +20,9 @@ from gfn_envs.tasks.hypergrid import HyperGrid
 SMALL = {"net_arch": (32, 32), "value_net_arch": (32,), "batch_size": 16}
 
 
-def fake_batch(lengths: list[int]) -> Trajectories:
-    """A batch of trajectories of the given lengths (only the layout is meaningful)."""
+def fake_batch(lengths: list[int], obs_dim: int = 1) -> Trajectories:
+    """A batch of trajectories of the given lengths (only the layout and the observations, random,
+    are meaningful)."""
     steps = max(lengths)
     valid = torch.tensor([[t < length for length in lengths] for t in range(steps)])
     n = int(valid.sum())
@@ -30,7 +31,7 @@ def fake_batch(lengths: list[int]) -> Trajectories:
         direction="forward",
         valid=valid,
         states=zeros.unsqueeze(1),
-        obs=torch.zeros(n, 1),
+        obs=torch.randn(n, obs_dim, generator=torch.Generator().manual_seed(n)),
         masks=torch.ones(n, 1, dtype=torch.bool),
         actions=zeros,
         outputs=None,
@@ -84,6 +85,28 @@ def test_centred_gae_advantages_and_returns_by_hand() -> None:
     assert zero.tolist() == pytest.approx([x - sum(td) / 5 for x in td], abs=1e-6)
 
 
+def test_value_critic_step_regresses_the_returns_and_uses_the_values_of_before() -> None:
+    """One step: gradient of (1/B) Σ_rows (G_t − Ṽ(s_t))², and the advantages come from Ṽ before
+    the Adam step."""
+    traj = fake_batch([4, 2, 3], obs_dim=5)
+    costs = torch.tensor([0.3, -1.0, 2.0, 0.5, 1.5, -0.2, 0.8, 0.1, 0.0])
+    critic = ValueCritic(5, (8,), lr=0.1, lam=0.7, device=torch.device("cpu"))
+    with torch.no_grad():
+        before = critic.value(traj.obs)
+    values = critic.value(traj.obs)
+    returns = discounted_sum(traj, costs, 1.0)
+    loss = ((returns - values) ** 2).sum() / 3
+    expected = torch.autograd.grad(loss, list(critic.value.parameters()))
+    advantages, stats = critic.step(traj, costs)
+    torch.testing.assert_close(advantages, advantages_and_returns(traj, costs, before, 0.7)[0])
+    assert stats["value_loss"] == pytest.approx(float(loss.detach()), rel=1e-6)
+    for param, grad in zip(critic.value.parameters(), expected, strict=True):
+        assert param.grad is not None
+        torch.testing.assert_close(param.grad, grad)
+    with torch.no_grad():
+        assert not torch.equal(critic.value(traj.obs), before)  # the Adam step was taken
+
+
 def _replay(agent: gfn_agents.PolicyGradientGFN) -> tuple[Trajectories, torch.Generator]:
     state = agent.generator.get_state()
     traj = sample_trajectories(agent.forward_env, agent.networks.forward_outputs, agent.generator)
@@ -135,11 +158,15 @@ def test_forward_update_applies_the_centred_gae_policy_gradient(lam: float) -> N
         torch.testing.assert_close(param.grad, grad, rtol=1e-4, atol=1e-6)
 
 
-def test_backward_update_applies_the_monte_carlo_policy_gradient_of_the_backward_costs() -> None:
-    """RL-B's P_B gradient is that of (1/B) Σ Â log P_B with Â the centred Monte-Carlo returns of
-    c̄ = log P_B − log P_F minus the backward baseline (λ = 1), on the backward batch it samples."""
+@pytest.mark.parametrize("name", ["RL-B", "RL-G"])
+def test_backward_update_applies_the_monte_carlo_policy_gradient_of_the_backward_costs(
+    name: str,
+) -> None:
+    """The P_B gradient of RL-B (RL-G) is that of (1/B) Σ Â log P_B with Â the centred Monte-Carlo
+    returns of c̄ = log P_B − log P_F (log P_G) minus the backward baseline (λ = 1), on the backward
+    batch it samples."""
     agent = gfn_agents.make_agent(
-        "RL-B", "gfn_envs/HyperGrid-v0", env_kwargs={"ndim": 2, "height": 8}, seed=2, **SMALL
+        name, "gfn_envs/HyperGrid-v0", env_kwargs={"ndim": 2, "height": 8}, seed=2, **SMALL
     )
     assert isinstance(agent, gfn_agents.PolicyGradientGFN)
     learner = agent.backward_learner
@@ -149,8 +176,12 @@ def test_backward_update_applies_the_monte_carlo_policy_gradient_of_the_backward
         agent.backward_env, agent.networks.backward_logits, agent.generator, starts=objects
     )
     agent.generator.set_state(state)
-    lp = step_log_probs(agent.networks, agent.task, traj)
-    costs = backward_costs(lp.log_pf, lp.log_pb.detach())
+    lp = step_log_probs(agent.networks, agent.task, traj, guide=agent.guide)
+    reference = lp.log_pf if name == "RL-B" else lp.log_guide
+    assert reference is not None
+    if name == "RL-G":
+        assert float((lp.log_pf - reference).abs().max()) > 0.1  # the guide differs from P_F
+    costs = backward_costs(reference, lp.log_pb.detach())
     with torch.no_grad():
         values = learner.critic.value(traj.obs)
     returns = torch.zeros_like(costs)  # Σ_{k≥t} c̄_k, row by row

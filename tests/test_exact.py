@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from gfn_envs import GFlowNetVectorEnv, exact_distribution, metrics, target_policy
-from gfn_envs.exact import ForwardPolicy, distribution_from_probs, target_probs, task_of
+from gfn_envs.exact import ForwardPolicy, distribution_from_probs, target_probs
 from gfn_envs.task import Task
 from gfn_envs.tasks.hypergrid import HyperGrid
+from gfn_envs.unwrap import task_of
 
 HYPERGRID = "gfn_envs.tasks.hypergrid:HyperGrid"
 

@@ -26,7 +26,7 @@ KW = {"ndim": 2, "height": 5, "R0": 0.01}
 
 
 class MaskedMLP(torch.nn.Module):
-    """A random (non-uniform) policy with the (obs, mask) -> log-probs convention."""
+    """A random (non-uniform) policy (obs, mask) -> logits; it returns log-probabilities."""
 
     def __init__(self, obs_dim: int, n: int, seed: int) -> None:
         super().__init__()
