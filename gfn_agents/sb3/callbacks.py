@@ -60,7 +60,8 @@ class ExactTVCallback(BaseCallback):
     ``history`` holds the rows of :class:`gfn_agents.ExactEvalCallback`: ``trajectories`` (finished
     episodes), ``timesteps`` (SB3's ``num_timesteps``), ``wall_time`` (seconds of training,
     evaluation excluded) and the metrics of :func:`gfn_agents.evaluate_sampler` (``tv``, ``l1``,
-    ``jsd``, ``kl``, ``mode_mass``, ``modes_found``); the metrics are also logged under ``eval/``.
+    ``jsd``, ``kl``, ``mode_mass``, ``modes_found``); the metrics and ``trajectories`` are also logged
+    under ``eval/``.
     A row is recorded at the start, every ``every`` trajectories and at the end.
 
     Args:
@@ -96,6 +97,7 @@ class ExactTVCallback(BaseCallback):
                 **result,
             }
         )
+        self.logger.record("eval/trajectories", self.num_trajectories)
         for key, value in result.items():
             self.logger.record(f"eval/{key}", value)
         self._next = self.num_trajectories + self.every
