@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from gfn_agents.checkpoint import read_checkpoint, restore_modules, write_checkpoint
 from gfn_agents.envspec import check_env, env_identity, task_fingerprint
+from gfn_agents.rollout import sample_trajectories
 from gfn_envs.env import GFlowNetVectorEnv
 from gfn_envs.scoring import clip_log_rewards, policy_log_probs
 from gfn_envs.task import Task
@@ -261,10 +262,7 @@ class GFlowNetAlgorithm(ABC):
 
     # ------------------------------------------------------------------ policy views
     def forward_log_probs(self, obs: Tensor, mask: Tensor) -> Tensor:
-        """log P_F(·|s) for observations and masks; the ``forward_policy`` of the exact DP.
-
-        ``self.networks.forward_outputs`` is the agent's P_F as a :data:`gfn_envs.scoring.Policy`.
-        """
+        """log P_F(·|s) for observations and masks; the ``forward_policy`` of the exact DP."""
         with torch.no_grad():
             obs = obs.to(self.device, torch.float32)
             return policy_log_probs(self.networks.forward_outputs, obs, mask.to(self.device))
@@ -319,8 +317,6 @@ class GFlowNetAlgorithm(ABC):
     def sample(self, n: int) -> Tensor:
         """``n`` terminal objects sampled from P_F, ``[n, *state_shape]``."""
         check_positive("n", n, integer=True)
-        from gfn_agents.rollout import sample_trajectories
-
         out = []
         env = (
             self.forward_env
