@@ -36,10 +36,11 @@ from tqdm.auto import tqdm
 
 from gfn_agents.checkpoint import read_checkpoint, restore_modules, write_checkpoint
 from gfn_agents.envspec import check_env, env_identity, task_fingerprint
-from gfn_agents.policies import masked_log_softmax
+from gfn_agents.rollout import sample_trajectories
 from gfn_envs.env import GFlowNetVectorEnv
-from gfn_envs.exact import task_of
+from gfn_envs.scoring import clip_log_rewards, policy_log_probs
 from gfn_envs.task import Task
+from gfn_envs.unwrap import task_of
 
 POLICIES = ("MlpPolicy",)
 
@@ -235,9 +236,7 @@ class GFlowNetAlgorithm(ABC):
 
     def clipped_log_rewards(self, log_rewards: Tensor) -> Tensor:
         """log R̂(x) = max(log R(x), clip) (the paper's −12), or log R(x) without a clip."""
-        if self.log_reward_clip is None:
-            return log_rewards
-        return log_rewards.clamp(min=self.log_reward_clip)
+        return clip_log_rewards(log_rewards, self.log_reward_clip)
 
     @property
     def log_z(self) -> float:
@@ -265,8 +264,8 @@ class GFlowNetAlgorithm(ABC):
     def forward_log_probs(self, obs: Tensor, mask: Tensor) -> Tensor:
         """log P_F(·|s) for observations and masks; the ``forward_policy`` of the exact DP."""
         with torch.no_grad():
-            out = self.networks.forward_outputs(obs.to(self.device, torch.float32))
-            return masked_log_softmax(out[:, : self.task.n_actions], mask.to(self.device))
+            obs = obs.to(self.device, torch.float32)
+            return policy_log_probs(self.networks.forward_outputs, obs, mask.to(self.device))
 
     def predict(
         self,
@@ -318,8 +317,6 @@ class GFlowNetAlgorithm(ABC):
     def sample(self, n: int) -> Tensor:
         """``n`` terminal objects sampled from P_F, ``[n, *state_shape]``."""
         check_positive("n", n, integer=True)
-        from gfn_agents.rollout import sample_trajectories
-
         out = []
         env = (
             self.forward_env
