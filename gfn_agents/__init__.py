@@ -6,6 +6,11 @@
 * ``RL-B``: policy gradient, P_B trained towards P_F;
 * ``RL-G``: policy gradient, P_B trained towards the task's guided distribution;
 * ``RL-T``: RL-U with TRPO steps;
+* ``RL-PPO``: RL-U with clipped-PPO epochs;
+* ``SubEB-U``, ``SubEB-B``: policy gradient with the Sub-EB evaluation function (Niu et al.
+  2026), P_B uniform or trained through the Sub-EB loss;
+* ``RL-TLM``, ``TB-TLM``: policy gradient or TB with P_B trained by trajectory likelihood
+  maximisation (Gritsaev et al. 2025);
 * ``TB``, ``DB``, ``SubTB``: the balance losses with a learned P_B (``TB-U``, ``DB-U``,
   ``SubTB-U``: uniform P_B);
 * ``SoftDQN``, ``MunchausenDQN``: masked soft and Munchausen DQN (Tiapkin et al. 2024).
@@ -44,8 +49,13 @@ PRESET_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
     "RL-B": ("PolicyGradientGFN", {"backward": "forward"}),
     "RL-G": ("PolicyGradientGFN", {"backward": "guided"}),
     "RL-T": ("PolicyGradientGFN", {"backward": "uniform", "update": "trpo"}),
+    "RL-PPO": ("PolicyGradientGFN", {"backward": "uniform", "update": "ppo"}),
+    "RL-TLM": ("PolicyGradientGFN", {"backward": "tlm"}),
+    "SubEB-U": ("PolicyGradientGFN", {"backward": "uniform", "critic": "subeb"}),
+    "SubEB-B": ("PolicyGradientGFN", {"backward": "subeb", "critic": "subeb"}),
     "TB": ("TrajectoryBalance", {"backward": "learned"}),
     "TB-U": ("TrajectoryBalance", {"backward": "uniform"}),
+    "TB-TLM": ("TrajectoryBalance", {"backward": "tlm"}),
     "DB": ("DetailedBalance", {"backward": "learned"}),
     "DB-U": ("DetailedBalance", {"backward": "uniform"}),
     "SubTB": ("SubTrajectoryBalance", {"backward": "learned"}),

@@ -1,0 +1,113 @@
+"""The clipped-PPO policy step on the policy-dependent cost (RL-PPO; Schulman et al. 2017).
+
+A cheaper trust-region member of the policy-gradient family than RL-T. The costs c_t and the
+centred GAE(λ) advantages Â_t of the batch are computed once, from the rollout policy π_old
+(:mod:`gfn_agents.estimator`), and stay fixed. The policy then takes several Adam steps on the
+clipped surrogate of a cost (to be *minimised*, so the pessimistic bound is the larger term):
+
+    L(θ) = (1/m) Σ_{trajectories n of the minibatch} Σ_t max(ρ_t Â_t, clip(ρ_t, 1 − ε, 1 + ε) Â_t),
+    ρ_t = π_θ(a_t|s_t) / π_old(a_t|s_t),
+
+over ``n_epochs`` passes, each through a fresh random permutation of the B trajectories cut into
+minibatches of m = ``minibatch_size`` trajectories (the last one smaller when m does not divide
+B). Minibatches are drawn over trajectories, not rows, so each keeps the per-trajectory sum and
+the 1/m normalisation of the policy-gradient surrogate: with one epoch, one minibatch (m ≥ B) and
+a clip range that never binds, the step is exactly RL-U's Adam step. Stable-Baselines3's PPO
+calls the minibatch size ``batch_size``; here ``batch_size`` is the number of trajectories per
+iteration, as everywhere in gfn-gym.
+
+Early stop (``target_kl``, entropy-free): before each minibatch step, the approximate KL
+mean_rows((ρ − 1) − log ρ) between π_old and π_θ on the minibatch is computed, and the
+iteration's remaining steps are skipped once it exceeds 1.5·``target_kl`` (as in
+Stable-Baselines3).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gfn_agents.estimator import optimizer_step
+from gfn_agents.rollout import Trajectories
+from gfn_envs.scoring import Policy, gather, policy_log_probs
+
+
+def clipped_surrogate(log_ratio: Tensor, advantages: Tensor, clip_range: float) -> Tensor:
+    """Per-row max(ρÂ, clip(ρ, 1 − ε, 1 + ε)Â) with ρ = exp(``log_ratio``): PPO's pessimistic
+    bound for costs (the gradient vanishes where the clip binds on the improving side)."""
+    ratio = log_ratio.exp()
+    clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
+    return torch.maximum(ratio * advantages, clipped * advantages)
+
+
+class PpoUpdate:
+    """Policy step: clipped PPO epochs over minibatches of trajectories (see the module docstring).
+
+    ``extra_loss`` (log Z's) takes one step of ``optimizer`` first, as in RL-T.
+
+    Args:
+        policy: the policy being updated, ``(obs, mask) -> logits``.
+        optimizer: Adam over the policy's parameters (and log Z, which the epochs leave alone).
+        generator: the source of the minibatch permutations.
+        n_epochs: passes over the batch.
+        minibatch_size: trajectories per minibatch.
+        clip_range: ε of the clipped ratio.
+        target_kl: the approximate-KL early stop, or None.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        n_epochs: int,
+        minibatch_size: int,
+        clip_range: float,
+        target_kl: float | None,
+    ) -> None:
+        self.policy, self.optimizer, self.generator = policy, optimizer, generator
+        self.n_epochs, self.minibatch_size = n_epochs, minibatch_size
+        self.clip_range, self.target_kl = clip_range, target_kl
+
+    def step(
+        self,
+        traj: Trajectories,
+        log_probs: Tensor,
+        advantages: Tensor,
+        extra_loss: Tensor | None = None,
+    ) -> dict[str, float]:
+        if extra_loss is not None:
+            optimizer_step(self.optimizer, extra_loss)
+        old, advantages = log_probs.detach(), advantages.detach()
+        batch, device = traj.batch_size, traj.valid.device
+        steps, approx_kl, clipped = 0, torch.zeros(()), torch.zeros(())
+        for _ in range(self.n_epochs):
+            order = torch.randperm(batch, generator=self.generator, device=self.generator.device)
+            for start in range(0, batch, self.minibatch_size):
+                members = order[start : start + self.minibatch_size].to(device)
+                chosen = torch.zeros(batch, dtype=torch.bool, device=device)
+                chosen[members] = True
+                rows = chosen[traj.batch_index].nonzero().squeeze(1)
+                current = policy_log_probs(self.policy, traj.obs[rows], traj.masks[rows])
+                log_ratio = gather(current, traj.actions[rows]) - old[rows]
+                with torch.no_grad():
+                    ratio = log_ratio.exp()
+                    approx_kl = (ratio - 1 - log_ratio).mean()
+                    clipped = ((ratio - 1).abs() > self.clip_range).float().mean()
+                if self.target_kl is not None and float(approx_kl) > 1.5 * self.target_kl:
+                    return self._stats(steps, approx_kl, clipped)
+                surrogate = clipped_surrogate(log_ratio, advantages[rows], self.clip_range)
+                loss = surrogate.sum() / len(members)
+                optimizer_step(self.optimizer, loss)
+                steps += 1
+        return self._stats(steps, approx_kl, clipped)
+
+    @staticmethod
+    def _stats(steps: int, approx_kl: Tensor, clipped: Tensor) -> dict[str, float]:
+        """The minibatch steps taken, and the last minibatch's approximate KL and the fraction of
+        its rows whose ratio lay outside the clip range."""
+        return {
+            "ppo_steps": float(steps),
+            "ppo_approx_kl": float(approx_kl),
+            "ppo_clip_fraction": float(clipped),
+        }
