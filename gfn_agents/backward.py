@@ -1,8 +1,8 @@
 """Backward-policy strategies: uniform, coupled to P_F, guided, trajectory likelihood.
 
 After each forward update, :class:`~gfn_agents.pg.PolicyGradientGFN` hands the forward batch (its
-trajectories, terminal objects x and log-rewards) and its forward costs to its backward learner
-(:meth:`BackwardLearner.update`):
+trajectories, terminal objects x and log-rewards), its per-row log-probabilities and its forward
+costs to its backward learner (:meth:`BackwardLearner.update`):
 
 * :class:`UniformBackward` (RL-U, RL-T): P_B(s|s') = 1/|Par(s')| is fixed; nothing to learn.
 * :class:`CoupledBackward` (RL-B): from the objects x, B backward trajectories are sampled with
@@ -19,7 +19,7 @@ trajectories, terminal objects x and log-rewards) and its forward costs to its b
 
 A learner receives what it needs (the backward vector env, the networks, the generator and its
 optimiser settings), never the agent. Another strategy is a sibling class with the same two
-methods.
+methods and attribute.
 """
 
 from __future__ import annotations
@@ -43,9 +43,13 @@ from gfn_envs.task import Task
 class BackwardLearner(Protocol):
     """What :class:`~gfn_agents.pg.PolicyGradientGFN` needs from a backward strategy."""
 
-    def update(self, traj: Trajectories, costs: Tensor) -> dict[str, float]:
-        """Train P_B after the forward update on the forward batch ``traj`` and its detached
-        forward costs; return statistics."""
+    needs_backward_grad: bool
+    """Whether :meth:`update` trains P_B through the forward batch's log P_B, which the forward
+    update then computes with P_B's graph."""
+
+    def update(self, traj: Trajectories, lp: StepLogProbs, costs: Tensor) -> dict[str, float]:
+        """Train P_B after the forward update on the forward batch ``traj``, its per-row
+        log-probabilities ``lp`` and its detached forward costs; return statistics."""
         ...
 
     def modules(self) -> dict[str, Any]:
@@ -56,7 +60,9 @@ class BackwardLearner(Protocol):
 class UniformBackward:
     """P_B uniform over the parents: no parameters, no update."""
 
-    def update(self, traj: Trajectories, costs: Tensor) -> dict[str, float]:
+    needs_backward_grad = False
+
+    def update(self, traj: Trajectories, lp: StepLogProbs, costs: Tensor) -> dict[str, float]:
         return {}
 
     def modules(self) -> dict[str, Any]:
@@ -95,21 +101,24 @@ class CoupledBackward:
         """The guide P_G of the reference, or None when the reference is P_F."""
         return None
 
+    needs_backward_grad = False
+
     def reference_log_probs(self, lp: StepLogProbs) -> Tensor:
         """log P_ref of the forward moves the backward steps undo: here log P_F."""
         return lp.log_pf
 
-    def update(self, traj: Trajectories, costs: Tensor) -> dict[str, float]:
-        """Sample backward trajectories from ``traj``'s objects and take one estimator step."""
-        traj = sample_trajectories(
+    def update(self, traj: Trajectories, lp: StepLogProbs, costs: Tensor) -> dict[str, float]:
+        """Sample backward trajectories from ``traj``'s objects and take one estimator step (the
+        forward ``lp`` and ``costs`` are not used)."""
+        back = sample_trajectories(
             self.env, self.networks.backward_logits, self.generator, starts=traj.objects
         )
-        if len(traj.actions) == 0:
+        if len(back.actions) == 0:
             return {}
-        lp = step_log_probs(self.networks, self.task, traj, guide=self.guide)
-        costs = backward_costs(self.reference_log_probs(lp), lp.log_pb.detach())
-        stats = estimator_step(traj, costs, lp.log_pb, self.critic, self.policy_update)
-        return {**stats, "backward_cost": float(costs.sum() / traj.batch_size)}
+        back_lp = step_log_probs(self.networks, self.task, back, guide=self.guide)
+        back_costs = backward_costs(self.reference_log_probs(back_lp), back_lp.log_pb.detach())
+        stats = estimator_step(back, back_costs, back_lp.log_pb, self.critic, self.policy_update)
+        return {**stats, "backward_cost": float(back_costs.sum() / back.batch_size)}
 
     def modules(self) -> dict[str, Any]:
         return {
@@ -140,9 +149,9 @@ class GuidedBackward(CoupledBackward):
         assert lp.log_guide is not None
         return lp.log_guide
 
-    def update(self, traj: Trajectories, costs: Tensor) -> dict[str, float]:
+    def update(self, traj: Trajectories, lp: StepLogProbs, costs: Tensor) -> dict[str, float]:
         self._guide.observe(traj.objects, traj.log_rewards)
-        return super().update(traj, costs)
+        return super().update(traj, lp, costs)
 
     def modules(self) -> dict[str, Any]:
         modules = super().modules()
@@ -197,8 +206,13 @@ class TLMBackward:
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=learning_rate)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, lr_decay)
 
-    def update(self, traj: Trajectories, costs: Tensor | None = None) -> dict[str, float]:
-        """One TLM step on the forward batch ``traj``, then the target update (``costs`` unused)."""
+    needs_backward_grad = False
+
+    def update(
+        self, traj: Trajectories, lp: StepLogProbs | None = None, costs: Tensor | None = None
+    ) -> dict[str, float]:
+        """One TLM step on the forward batch ``traj``, then the target update (``lp`` and ``costs``
+        unused: the online P_B is scored here)."""
         log_pb = children_log_pb(self.task, traj, lambda obs, mask: self.online(obs))
         loss = -traj.per_trajectory_sum(log_pb).mean()
         optimizer_step(self.optimizer, loss)

@@ -212,8 +212,9 @@ class PolicyGradientGFN(GFlowNetAlgorithm):
                 task, self.networks, self.learning_rate, self.tlm_tau, self.tlm_lr_decay
             )
         elif self.backward == "subeb":
+            assert isinstance(self.critic, SubEBCritic)
             self.backward_learner = SubEBBackward(
-                task, self.networks, self.critic.value, self.subeb_lambda, self.learning_rate
+                self.networks, self.critic, self.subeb_lambda, self.learning_rate
             )
         elif self.backward != "uniform":
             settings: dict[str, Any] = {
@@ -283,7 +284,12 @@ class PolicyGradientGFN(GFlowNetAlgorithm):
 
     def train_step(self) -> dict[str, float]:
         traj = sample_trajectories(self.forward_env, self.networks.forward_outputs, self.generator)
-        lp = step_log_probs(self.networks, self.task, traj)
+        lp = step_log_probs(
+            self.networks,
+            self.task,
+            traj,
+            backward_grad=self.backward_learner.needs_backward_grad,
+        )
         log_z = self.networks.log_z
         costs = forward_costs(
             lp.log_pf,
@@ -298,7 +304,7 @@ class PolicyGradientGFN(GFlowNetAlgorithm):
         stats = estimator_step(
             traj, costs, lp.log_pf, self.critic, self.policy_update, extra_loss=log_z_loss
         )
-        stats.update(self.backward_learner.update(traj, costs))
+        stats.update(self.backward_learner.update(traj, lp, costs))
         return {
             **stats,
             "kl_objective": float(trajectory_costs.mean()),

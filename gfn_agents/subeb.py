@@ -50,10 +50,9 @@ from torch import Tensor
 
 from gfn_agents.balance import subtrajectory_loss
 from gfn_agents.estimator import ValueCritic, gae_advantages, optimizer_step
-from gfn_agents.logprobs import children_log_pb
-from gfn_agents.policies import PolicyNetworks, ValueNetwork
+from gfn_agents.logprobs import StepLogProbs
+from gfn_agents.policies import PolicyNetworks
 from gfn_agents.rollout import Trajectories
-from gfn_envs.task import Task
 
 
 class SubEBCritic(ValueCritic):
@@ -80,9 +79,13 @@ class SubEBCritic(ValueCritic):
         super().__init__(obs_dim, net_arch, lr, lam, device)
         self.subeb_lambda = subeb_lambda
 
+    values: Tensor | None = None
+    """V on the last batch, as of before its step (what ``SubEB-B``'s P_B step reads)."""
+
     def step(self, traj: Trajectories, costs: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Advantages under the baseline −V of before the step, then one step of V on L(V)."""
         values = self.value(traj.obs)
+        self.values = values.detach()
         advantages = gae_advantages(traj, costs, -values, self.lam)
         loss = subtrajectory_loss(traj, values, costs, self.subeb_lambda)
         optimizer_step(self.optimizer, loss)
@@ -93,35 +96,37 @@ class SubEBBackward:
     """P_B trained through the Sub-EB loss on the forward batch, V and P_F fixed (``SubEB-B``).
 
     The loss is L of the module docstring with each move's cost c_t = log P_F − log P_B read with
-    P_B's graph, so its gradient is that of L with respect to P_B alone.
+    P_B's graph (the forward batch's log P_B, computed with it), so its gradient is that of L with
+    respect to P_B alone; V is the critic's on the same batch as of before its step, as in the
+    authors' code, where the V, P_B and P_F steps all read one forward pass.
 
     Args:
-        task: the task.
         networks: the agent's networks (P_B is trained).
-        value: the critic's evaluation function V (read without gradient).
+        critic: the Sub-EB critic, whose values on the batch are read.
         subeb_lambda: λ of the sub-trajectory weights.
         learning_rate: Adam step size of P_B.
     """
 
+    needs_backward_grad = True
+
     def __init__(
         self,
-        task: Task,
         networks: PolicyNetworks,
-        value: ValueNetwork,
+        critic: SubEBCritic,
         subeb_lambda: float,
         learning_rate: float,
     ) -> None:
-        self.task, self.networks, self.value = task, networks, value
-        self.subeb_lambda = subeb_lambda
+        self.critic, self.subeb_lambda = critic, subeb_lambda
         self.optimizer = torch.optim.Adam(networks.backward_parameters(), lr=learning_rate)
 
-    def update(self, traj: Trajectories, costs: Tensor) -> dict[str, float]:
-        """One step of P_B on L; ``costs`` are the batch's detached forward costs."""
-        log_pb = children_log_pb(self.task, traj, self.networks.backward_policy)
-        with torch.no_grad():
-            values = self.value(traj.obs)
+    def update(self, traj: Trajectories, lp: StepLogProbs, costs: Tensor) -> dict[str, float]:
+        """One step of P_B on L after the critic's step on the same batch; ``lp.log_pb`` carries
+        P_B's graph and ``costs`` are the batch's detached forward costs."""
+        if self.critic.values is None or len(self.critic.values) != len(costs):
+            raise RuntimeError("SubEBBackward.update needs the Sub-EB critic's step on this batch")
         # the value of the costs, the gradient of −log P_B on the moves
-        loss = subtrajectory_loss(traj, values, costs + log_pb.detach() - log_pb, self.subeb_lambda)
+        live = costs + lp.log_pb.detach() - lp.log_pb
+        loss = subtrajectory_loss(traj, self.critic.values, live, self.subeb_lambda)
         optimizer_step(self.optimizer, loss)
         return {"backward_loss": float(loss.detach())}
 

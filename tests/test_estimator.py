@@ -197,7 +197,8 @@ def test_backward_update_applies_the_monte_carlo_policy_gradient_of_the_backward
     params = agent.networks.backward_parameters()
     expected = torch.autograd.grad(loss, params)
 
-    stats = learner.update(forward, torch.zeros(len(forward.actions)))  # costs: unused here
+    unused = step_log_probs(agent.networks, agent.task, forward)
+    stats = learner.update(forward, unused, torch.zeros(len(forward.actions)))
     assert stats["backward_cost"] == pytest.approx(float(costs.sum()) / traj.batch_size, rel=1e-5)
     for param, grad in zip(params, expected, strict=True):
         assert param.grad is not None

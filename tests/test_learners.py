@@ -139,7 +139,8 @@ def test_subeb_critic_gives_zero_advantages_and_zero_loss_at_the_fixed_point() -
 
 def test_subeb_backward_gradient_is_the_subeb_loss_gradient_in_p_b_alone() -> None:
     """SubEB-B's P_B step: its gradient equals ∇_φ of the Sub-EB loss with the costs' log P_B live
-    and V, P_F, log Z fixed; P_F and V do not move."""
+    and V (as of before the critic's step on the batch), P_F and log Z fixed; P_F and V do not
+    move."""
     agent = build("SubEB-B", seed=2)
     agent.networks.log_z.data.fill_(0.5)
     traj = sample(agent)
@@ -149,13 +150,14 @@ def test_subeb_backward_gradient_is_the_subeb_loss_gradient_in_p_b_alone() -> No
         values = agent.critic.value(traj.obs)
     reference = subtrajectory_loss(traj, values, live, agent.subeb_lambda)
     params = agent.networks.backward_parameters()
-    expected = torch.autograd.grad(reference, params)
+    expected = torch.autograd.grad(reference, params, retain_graph=True)
+    agent.critic.step(traj, live.detach())  # V moves first, as in a training step
     pf_before = [p.detach().clone() for p in agent.networks.forward_parameters()]
     v_before = [p.detach().clone() for p in agent.critic.value.parameters()]
 
     learner = agent.backward_learner
     assert isinstance(learner, SubEBBackward)
-    learner.update(traj, live.detach())
+    learner.update(traj, lp, live.detach())
     assert max(float(g.abs().max()) for g in expected) > 1e-4
     for p, g in zip(params, expected, strict=True):
         assert p.grad is not None
@@ -174,12 +176,14 @@ def test_subeb_b_training_step_hands_its_backward_step_the_batch_forward_costs()
     learner = agent.backward_learner
     update, seen = learner.update, []
 
-    def recording(traj: Trajectories, costs: Tensor) -> dict[str, float]:
+    def recording(traj: Trajectories, lp: StepLogProbs, costs: Tensor) -> dict[str, float]:
         log_pb = children_log_pb(agent.task, traj, agent.networks.backward_policy)
-        lp = StepLogProbs(traj.log_probs.detach(), log_pb.detach())
-        seen.append(step_costs(traj, lp, 0.3, agent.log_reward_clip))
+        assert lp.log_pb.requires_grad  # P_B's graph, for the P_B step
+        torch.testing.assert_close(lp.log_pb, log_pb)
+        plain = StepLogProbs(traj.log_probs.detach(), log_pb.detach())
+        seen.append(step_costs(traj, plain, 0.3, agent.log_reward_clip))
         torch.testing.assert_close(costs, seen[-1])
-        return update(traj, costs)
+        return update(traj, lp, costs)
 
     learner.update = recording  # type: ignore[method-assign]
     agent.train_step()
