@@ -82,7 +82,7 @@ class PolicyGradientGFN(GFlowNetAlgorithm):
         max_kl, cg_iters, backtracks: TRPO trust region δ, conjugate-gradient iterations, line
             search steps (0.01, 10, 20).
         n_epochs, minibatch_size, clip_range, target_kl: PPO's passes over each batch,
-            trajectories per minibatch, clip ε and approximate-KL early stop (10, 32, 0.2, None;
+            trajectories per minibatch, clip ε and approximate-KL early stop (4, 32, 0.2, None;
             :mod:`gfn_agents.ppo`).
         tlm_tau, tlm_lr_decay: TLM's target-network rate τ and step-size decay γ per iteration
             (0.25, 0.999; :class:`~gfn_agents.backward.TLMBackward`).
@@ -105,7 +105,7 @@ class PolicyGradientGFN(GFlowNetAlgorithm):
         max_kl: float = 0.01,
         cg_iters: int = 10,
         backtracks: int = 20,
-        n_epochs: int = 10,
+        n_epochs: int = 4,
         minibatch_size: int = 32,
         clip_range: float = 0.2,
         target_kl: float | None = None,

@@ -2,24 +2,37 @@
 
 A cheaper trust-region member of the policy-gradient family than RL-T. The costs c_t and the
 centred GAE(λ) advantages Â_t of the batch are computed once, from the rollout policy π_old
-(:mod:`gfn_agents.estimator`), and stay fixed. The policy then takes several Adam steps on the
-clipped surrogate of a cost (to be *minimised*, so the pessimistic bound is the larger term):
+(:mod:`gfn_agents.estimator`), and stay fixed while the policy takes several Adam steps.
 
-    L(θ) = (1/m) Σ_{trajectories n of the minibatch} Σ_t max(ρ_t Â_t, clip(ρ_t, 1 − ε, 1 + ε) Â_t),
+**The surrogate.** The cost holds the policy's own log π, so changing the policy changes the
+cost: for the expected trajectory cost J (paper section 2.9),
+
+    J(θ') − J(θ_old) = E_{τ∼π_θ'}[Σ_t A_old(s_t, a_t)] + E_{τ∼π_θ'}[Σ_t KL(π_θ'(·|s_t) ‖ π_old(·|s_t))],
+
+where the second term is the change of the cost's log π along the new policy's actions. Taking
+the states from the rollout and the actions by importance weighting gives the surrogate
+
+    L(θ) = (1/m) Σ_{trajectories n of the minibatch} Σ_t [max(ρ_t Â_t, clip(ρ_t, 1 − ε, 1 + ε) Â_t)
+                                                          + KL(π_θ(·|s_t) ‖ π_old(·|s_t))],
     ρ_t = π_θ(a_t|s_t) / π_old(a_t|s_t),
 
-over ``n_epochs`` passes, each through a fresh random permutation of the B trajectories cut into
-minibatches of m = ``minibatch_size`` trajectories (the last one smaller when m does not divide
-B). Minibatches are drawn over trajectories, not rows, so each keeps the per-trajectory sum and
-the 1/m normalisation of the policy-gradient surrogate: with one epoch, one minibatch (m ≥ B) and
-a clip range that never binds, the step is exactly RL-U's Adam step. Stable-Baselines3's PPO
-calls the minibatch size ``batch_size``; here ``batch_size`` is the number of trajectories per
-iteration, as everywhere in gfn-gym.
+to be *minimised*: max rather than min is PPO's pessimistic bound for a cost, and the KL term
+is the identity's own, which a PPO on fixed costs would leave out (so the steps would ignore how
+they change the costs and overshoot); it is not an added penalty with a coefficient. At
+θ = θ_old the KL term and its gradient vanish, so the first step is the plain policy gradient.
 
-Early stop (``target_kl``, entropy-free): before each minibatch step, the approximate KL
+**Epochs and minibatches.** ``n_epochs`` passes, each through a fresh random permutation of the
+B trajectories cut into minibatches of m = ``minibatch_size`` trajectories (the last one smaller
+when m does not divide B), one Adam step per minibatch. Minibatches are drawn over trajectories,
+not rows, so each keeps the per-trajectory sum and the 1/m normalisation of the policy-gradient
+surrogate: with one epoch, one minibatch (m ≥ B) and a clip range that never binds, the step is
+exactly RL-U's Adam step. Stable-Baselines3's PPO calls the minibatch size ``batch_size``; here
+``batch_size`` is the number of trajectories per iteration, as everywhere in gfn-gym.
+
+**Early stop** (``target_kl``): before each minibatch step, the approximate KL
 mean_rows((ρ − 1) − log ρ) between π_old and π_θ on the minibatch is computed, and the
 iteration's remaining steps are skipped once it exceeds 1.5·``target_kl`` (as in
-Stable-Baselines3).
+Stable-Baselines3). There is no entropy bonus: the cost already holds log π.
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ from torch import Tensor
 
 from gfn_agents.estimator import optimizer_step
 from gfn_agents.rollout import Trajectories
-from gfn_envs.scoring import Policy, gather, policy_log_probs
+from gfn_envs.scoring import Policy, gather, masked_log_softmax, policy_kl, policy_log_probs
 
 
 def clipped_surrogate(log_ratio: Tensor, advantages: Tensor, clip_range: float) -> Tensor:
@@ -38,6 +51,29 @@ def clipped_surrogate(log_ratio: Tensor, advantages: Tensor, clip_range: float) 
     ratio = log_ratio.exp()
     clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
     return torch.maximum(ratio * advantages, clipped * advantages)
+
+
+def ppo_cost_surrogate(
+    log_probs: Tensor,
+    old_log_probs: Tensor,
+    mask: Tensor,
+    actions: Tensor,
+    advantages: Tensor,
+    clip_range: float,
+) -> Tensor:
+    """Per-row term of L (see the module docstring): the clipped ratio term of the taken action
+    plus KL(π_θ(·|s) ‖ π_old(·|s)).
+
+    Args:
+        log_probs, old_log_probs: log π_θ(·|s) and log π_old(·|s), ``[N, n]``.
+        mask: the legal actions, ``[N, n]``.
+        actions: the actions taken, ``[N]``.
+        advantages: Â, ``[N]``.
+        clip_range: ε.
+    """
+    log_ratio = gather(log_probs, actions) - gather(old_log_probs, actions)
+    clipped = clipped_surrogate(log_ratio, advantages, clip_range)
+    return clipped + policy_kl(log_probs, old_log_probs, mask)
 
 
 class PpoUpdate:
@@ -76,9 +112,14 @@ class PpoUpdate:
         advantages: Tensor,
         extra_loss: Tensor | None = None,
     ) -> dict[str, float]:
+        """Epochs of minibatch steps on L. π_old(·|s) comes from the sampling pass's outputs
+        (``log_probs``, the taken actions' log-probabilities, are its entries)."""
         if extra_loss is not None:
             optimizer_step(self.optimizer, extra_loss)
-        old, advantages = log_probs.detach(), advantages.detach()
+        if traj.outputs is None:
+            raise ValueError("PPO needs the rollout's policy outputs (sampled with a policy)")
+        old = masked_log_softmax(traj.outputs[:, : traj.masks.shape[1]].detach(), traj.masks)
+        advantages = advantages.detach()
         batch, device = traj.batch_size, traj.valid.device
         steps, approx_kl, clipped = 0, torch.zeros(()), torch.zeros(())
         for _ in range(self.n_epochs):
@@ -88,17 +129,19 @@ class PpoUpdate:
                 chosen = torch.zeros(batch, dtype=torch.bool, device=device)
                 chosen[members] = True
                 rows = chosen[traj.batch_index].nonzero().squeeze(1)
-                current = policy_log_probs(self.policy, traj.obs[rows], traj.masks[rows])
-                log_ratio = gather(current, traj.actions[rows]) - old[rows]
+                mask, actions = traj.masks[rows], traj.actions[rows]
+                current = policy_log_probs(self.policy, traj.obs[rows], mask)
                 with torch.no_grad():
+                    log_ratio = gather(current, actions) - gather(old[rows], actions)
                     ratio = log_ratio.exp()
                     approx_kl = (ratio - 1 - log_ratio).mean()
                     clipped = ((ratio - 1).abs() > self.clip_range).float().mean()
                 if self.target_kl is not None and float(approx_kl) > 1.5 * self.target_kl:
                     return self._stats(steps, approx_kl, clipped)
-                surrogate = clipped_surrogate(log_ratio, advantages[rows], self.clip_range)
-                loss = surrogate.sum() / len(members)
-                optimizer_step(self.optimizer, loss)
+                surrogate = ppo_cost_surrogate(
+                    current, old[rows], mask, actions, advantages[rows], self.clip_range
+                )
+                optimizer_step(self.optimizer, surrogate.sum() / len(members))
                 steps += 1
         return self._stats(steps, approx_kl, clipped)
 

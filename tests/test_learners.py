@@ -22,7 +22,7 @@ from gfn_agents import PRESETS, PolicyGradientGFN, TrajectoryBalance, make_agent
 from gfn_agents.backward import TLMBackward
 from gfn_agents.balance import step_costs, subtrajectory_loss
 from gfn_agents.logprobs import StepLogProbs, children_log_pb, step_log_probs
-from gfn_agents.ppo import clipped_surrogate
+from gfn_agents.ppo import clipped_surrogate, ppo_cost_surrogate
 from gfn_agents.rollout import Trajectories, sample_trajectories
 from gfn_agents.subeb import SubEBBackward, SubEBCritic
 from gfn_envs.env import GFlowNetVectorEnv
@@ -288,6 +288,41 @@ def test_clipped_surrogate_is_the_pessimistic_bound_for_costs() -> None:
     torch.testing.assert_close(value, torch.tensor([3.0, 1.6, -2.4, -1.0, 2.2]))
     (grad,) = torch.autograd.grad(value.sum(), [log_ratio])
     torch.testing.assert_close(grad, torch.tensor([3.0, 0.0, 0.0, -1.0, 2.2]))
+
+
+def test_ppo_surrogate_adds_the_kl_of_the_new_policy_which_vanishes_to_first_order() -> None:
+    """Per row: max(ρÂ, clip(ρ)Â) + KL(π_θ ‖ π_old) over the legal actions, by hand on two masked
+    rows; at π_θ = π_old the KL term has no gradient (the step is the policy gradient), and the
+    masked −inf never makes a gradient NaN."""
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    old = masked_log_softmax(torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 2.0]]), mask)
+    logits = torch.tensor([[1.0, 0.0, 5.0], [0.5, 1.0, 1.0]], requires_grad=True)
+    new = masked_log_softmax(logits, mask)
+    actions, advantages = torch.tensor([0, 2]), torch.tensor([1.0, -0.5])
+    value = ppo_cost_surrogate(new, old, mask, actions, advantages, 0.2)
+    p0 = math.exp(1) / (math.exp(1) + 1)  # row 0: π_θ = (p0, 1 − p0), π_old = (½, ½)
+    kl0 = p0 * math.log(2 * p0) + (1 - p0) * math.log(2 * (1 - p0))
+    ratio0 = p0 / 0.5  # 1.46 > 1.2 with Â > 0: the unclipped term counts
+    q = [math.exp(v) for v in (0.0, 1.0, 2.0)]
+    z = sum(q)
+    p = [
+        math.exp(0.5) / (math.exp(0.5) + 2 * math.e),
+        *(2 * [math.e / (math.exp(0.5) + 2 * math.e)]),
+    ]
+    kl1 = sum(pi * math.log(pi / (qi / z)) for pi, qi in zip(p, q, strict=True))
+    ratio1 = p[2] / (q[2] / z)  # 0.60 < 0.8 with Â < 0: the clipped term counts
+    expected = [ratio0 * 1.0 + kl0, max(ratio1 * -0.5, 0.8 * -0.5) + kl1]
+    torch.testing.assert_close(value, torch.tensor(expected))
+    (grad,) = torch.autograd.grad(value.sum(), [logits])
+    assert bool(torch.isfinite(grad).all())
+
+    at_old = torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 2.0]], requires_grad=True)
+    current = masked_log_softmax(at_old, mask)
+    surrogate = ppo_cost_surrogate(current, old, mask, actions, advantages, 0.2).sum()
+    (g_ppo,) = torch.autograd.grad(surrogate, [at_old], retain_graph=True)
+    pg = (advantages * current.gather(1, actions.unsqueeze(1)).squeeze(1)).sum()
+    (g_pg,) = torch.autograd.grad(pg, [at_old])
+    torch.testing.assert_close(g_ppo, g_pg)
 
 
 def test_ppo_with_one_epoch_one_minibatch_and_no_clip_is_rl_u() -> None:
