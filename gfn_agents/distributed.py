@@ -134,9 +134,18 @@ def join(device: torch.device) -> tuple[DataParallel | None, torch.device]:
 
 
 def _leave() -> None:
+    """At exit: wait for every rank, then destroy the group this module initialised, while the
+    interpreter is whole (gloo's worker threads would otherwise be torn down with it, which
+    aborts the process)."""
     dist = torch.distributed
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
+
+
+def rank(parallel: DataParallel | None) -> int:
+    """This process's rank (0 in a single process)."""
+    return 0 if parallel is None else parallel.rank
 
 
 def local_share(total: int, parallel: DataParallel | None, name: str = "batch_size") -> int:
@@ -265,6 +274,13 @@ def global_sum(x: Tensor) -> Tensor:
     return out
 
 
+def global_count(count: int, device: torch.device) -> int:
+    """The sum over ranks of a count (``count`` itself in a single process)."""
+    if world_size() == 1:
+        return count
+    return int(global_sum(torch.tensor(count, device=device)))
+
+
 def global_mean(x: Tensor) -> Tensor:
     """The mean of every element of ``x`` on every rank: Σ over all ranks / their total count.
 
@@ -273,7 +289,9 @@ def global_mean(x: Tensor) -> Tensor:
     """
     if world_size() == 1:
         return x.mean()
-    packed = torch.stack([x.detach().sum().double(), torch.full_like(x, 1.0).sum().double()])
+    packed = torch.stack(
+        [x.detach().sum().double(), x.new_full((), x.numel(), dtype=torch.float64)]
+    )
     torch.distributed.all_reduce(packed)
     return (packed[0] / packed[1]).to(x.dtype)
 
@@ -354,3 +372,73 @@ def resume_generator(generator: torch.Generator, states: Tensor, rank: int) -> N
         return
     source = states[rank % len(states)].numpy().tobytes() + rank.to_bytes(8, "little")
     generator.manual_seed(int.from_bytes(hashlib.sha256(source).digest()[:8], "little"))
+
+
+# ---------------------------------------------------------------------------- the agent's hooks
+# Each takes a GFlowNetAlgorithm (``parallel``, ``device``, ``generator``, ``_modules()``,
+# ``_hyperparameters()``) and does nothing in a single process.
+def start(agent: Any) -> None:
+    """Make a freshly built agent one rank of the data-parallel run: compare its configuration
+    with the other ranks' (class, policy, env id and kwargs, task, hyperparameters but for the
+    output settings), copy rank 0's parameters, average the gradients of every optimiser it
+    checkpoints before each step, and gather the generator states.
+
+    The contract this puts on an agent: its optimisers exist once ``_setup_model`` has run and are
+    all in ``_modules()`` (as checkpoints need anyway), and every rank steps each of them the same
+    number of times per iteration; whatever decides whether a step happens is computed from
+    global quantities (:func:`global_sum` and friends), never from the local batch alone."""
+    if agent.parallel is None:
+        return
+    hyperparameters = agent._hyperparameters()
+    for name in ("verbose", "tensorboard_log"):
+        hyperparameters.pop(name, None)
+    config = {
+        "algorithm": type(agent).__name__,
+        "policy": agent.policy_name,
+        "env_id": agent.env_id,
+        "env_kwargs": agent.env_kwargs,
+        "task": type(agent.task).__name__,
+        "hyperparameters": hyperparameters,
+    }
+    check_same_config(config, agent.device)
+    modules = list(agent._modules().values())
+    broadcast_parameters([m for m in modules if isinstance(m, nn.Module)])
+    attach_gradient_averaging([m for m in modules if isinstance(m, torch.optim.Optimizer)])
+    agent._generator_states = synchronise_iteration({}, agent.generator, agent.device)[1]
+
+
+def end_iteration(agent: Any, stats: Mapping[str, float]) -> dict[str, float]:
+    """The iteration's global statistics (:func:`synchronise_iteration`); keeps the generator
+    states for a checkpoint."""
+    if agent.parallel is None:
+        return dict(stats)
+    merged, agent._generator_states = synchronise_iteration(stats, agent.generator, agent.device)
+    return merged
+
+
+def agree(agent: Any, keep_going: bool) -> bool:
+    """Whether every rank goes on: False on all ranks when any rank (rank 0, whose callbacks ran)
+    says stop."""
+    if agent.parallel is None:
+        return keep_going
+    return not any_rank(not keep_going, agent.device)
+
+
+def generator_states(agent: Any) -> dict[str, Tensor]:
+    """What a checkpoint adds to the RNG states: every rank's generator state, ``[N, size]``."""
+    if agent.parallel is None:
+        return {}
+    return {"generators": agent._generator_states}
+
+
+def resume(agent: Any, rng: Mapping[str, Tensor]) -> None:
+    """Set the agent's generator from a checkpoint's RNG states (:func:`resume_generator`; a
+    single-process checkpoint holds rank 0's state only)."""
+    states = rng.get("generators", rng["generator"].unsqueeze(0)).cpu()
+    if states.dim() != 2 or states.dtype != torch.uint8:
+        raise RuntimeError(
+            f"generator states must be uint8 [ranks, size], got {states.dtype} {list(states.shape)}"
+        )
+    resume_generator(agent.generator, states, rank(agent.parallel))
+    if agent.parallel is not None:
+        agent._generator_states = synchronise_iteration({}, agent.generator, agent.device)[1]
