@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from gfn_agents import distributed
 from gfn_agents.checkpoint import read_checkpoint, restore_modules, write_checkpoint
 from gfn_agents.envspec import check_env, env_identity, task_fingerprint
+from gfn_agents.registry import AGENT_CLASSES, agent_class
 from gfn_agents.rollout import sample_trajectories
 from gfn_agents.validation import check_device, check_positive
 from gfn_envs.env import GFlowNetVectorEnv
@@ -56,21 +57,6 @@ def _keyword_parameters(cls: type) -> list[str]:
                 if param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
                     names.add(name)
     return sorted(names - {"self", "policy", "env"})
-
-
-def _algorithm_class(name: str) -> type[GFlowNetAlgorithm] | None:
-    """The concrete agent class called ``name`` among the subclasses of GFlowNetAlgorithm."""
-    import gfn_agents
-
-    gfn_agents.import_agents()  # every agent module, so that its classes are subclasses
-
-    stack: list[type[GFlowNetAlgorithm]] = [GFlowNetAlgorithm]
-    while stack:
-        current = stack.pop()
-        if current.__name__ == name and not getattr(current, "__abstractmethods__", None):
-            return current
-        stack.extend(current.__subclasses__())
-    return None
 
 
 class GFlowNetAlgorithm(ABC):
@@ -449,9 +435,13 @@ class GFlowNetAlgorithm(ABC):
         ckpt = read_checkpoint(path, check_device(device))
         meta, path = ckpt.metadata, ckpt.path
         saved_name = str(meta["algorithm"])
-        algorithm = _algorithm_class(saved_name) if cls is GFlowNetAlgorithm else cls
-        if algorithm is None or saved_name != algorithm.__name__:
-            raise ValueError(f"{path} holds a {saved_name}, not a {cls.__name__}")
+        if cls is GFlowNetAlgorithm and saved_name in AGENT_CLASSES:
+            algorithm = agent_class(saved_name)
+        else:
+            algorithm = cls
+        if saved_name != algorithm.__name__:
+            hint = "" if saved_name in AGENT_CLASSES else f"; load it with {saved_name}.load()"
+            raise ValueError(f"{path} holds a {saved_name}, not a {cls.__name__}{hint}")
         saved_env = meta["env"]
         env_kwargs = None
         if env is None:

@@ -109,20 +109,21 @@ def test_forward_identity_vector_env(mode: str, entropy: bool) -> None:
     venv = GFlowNetVectorEnv(n, HG, autoreset_mode=mode, **KW)
     task = venv.task
     pf, pb = _policies(task)
-    wrapped = PolicyDependentReward(venv, pb, log_z=-0.4, forward_policy=pf, entropy=entropy)
-    assert isinstance(wrapped, VectorPolicyDependentReward)
-    wrapped = gym.wrappers.vector.RecordEpisodeStatistics(wrapped)
+    rewarded = PolicyDependentReward(venv, pb, log_z=-0.4, forward_policy=pf, entropy=entropy)
+    assert isinstance(rewarded, VectorPolicyDependentReward)
+    wrapped = gym.wrappers.vector.RecordEpisodeStatistics(rewarded)
     rng = np.random.default_rng(2)
     _, info = wrapped.reset(seed=0)
     traj = [([], []) for _ in range(n)]
     totals, checked = np.zeros(n), 0
     for _ in range(3 * task.max_length):
-        mask = info["action_mask"]
+        mask = info["action_mask"]  # the mask of each returned state, finished rows included
+        legal_now = rewarded.action_masks()  # empty for finished rows, whose action is ignored
         actions = np.array([rng.choice(np.flatnonzero(m)) if m.any() else 0 for m in mask])
         prev = info["state"].copy()
         _, r, term, _, info = wrapped.step(actions)
         for i in range(n):
-            if mask[i].any():
+            if legal_now[i].any():
                 traj[i][0].append(torch.as_tensor(prev[i]).unsqueeze(0))
                 traj[i][1].append(int(actions[i]))
                 totals[i] += r[i]

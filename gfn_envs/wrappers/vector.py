@@ -69,7 +69,9 @@ class VectorPolicyDependentReward(ForwardRewardMixin, VectorWrapper):
     def _remember(self, info: dict[str, Any]) -> None:
         device = self.model.task.device
         self._state = as_tensor(info["state"], device)
-        self._mask = as_tensor(info["action_mask"], device)
+        # the actions legal now: empty for a finished sub-env, whose next action is ignored
+        # (info["action_mask"] is the mask of its state even then)
+        self._mask = as_tensor(_action_masks(self.env), device)
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
@@ -125,7 +127,9 @@ class VectorBackwardPolicyReward(BackwardRewardMixin, VectorWrapper):
     def _remember(self, info: dict[str, Any]) -> None:
         device = self.model.task.device
         self._state = as_tensor(info["state"], device)
-        self._mask = as_tensor(info["action_mask"], device)
+        # the actions legal now: empty for a finished sub-env, whose next action is ignored
+        # (info["action_mask"] is the mask of its state even then)
+        self._mask = as_tensor(_action_masks(self.env), device)
 
     def _restart(self, rows: Tensor) -> None:
         assert self._objects is not None and self._first is not None and self._state is not None
