@@ -14,6 +14,9 @@ terminal objects; ``predict(obs, action_masks=…)``; ``save(path)`` and ``Agent
 * Checkpoints (:mod:`gfn_agents.checkpoint`): JSON metadata (hyperparameters, env spec with a task
   fingerprint, counters) and weights-only tensors (networks, optimizers, RNG states), written
   atomically; loading never unpickles.
+* Under torchrun the agent is one rank of a data-parallel run (:mod:`gfn_agents.distributed`):
+  every update is the single-process update on all ranks' trajectories, and rank 0 alone logs,
+  runs the callbacks and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -65,15 +68,17 @@ class GFlowNetAlgorithm(ABC):
     Args:
         policy: ``"MlpPolicy"`` (masked categorical MLPs).
         env: registered id, Gymnasium env or vector env of gfn_envs (or a task).
-        batch_size: trajectories per training iteration.
+        batch_size: trajectories per training iteration (in all: under torchrun each of N ranks
+            samples batch_size / N; see :mod:`gfn_agents.distributed`).
         learning_rate: Adam step size of the policy networks.
         lr_z: Adam step size of log Z.
         net_arch: hidden widths of P_F and P_B (default 4 × 256 as in the paper).
         log_reward_clip: lower clip of log R in the losses (the paper's −12), or None.
         env_kwargs: kwargs of a registered id.
-        seed: seeds network initialisation and sampling; the same seed gives the same run.
-        device: ``"cpu"`` or ``"cuda"`` (a ValueError when CUDA is unavailable); an env given by
-            its id is built there too.
+        seed: seeds network initialisation and sampling (rank r samples with seed + r); the same
+            seed gives the same run.
+        device: ``"cpu"`` or ``"cuda"`` (a ValueError when CUDA is unavailable; ``cuda:LOCAL_RANK``
+            under torchrun); an env given by its id is built there too.
         verbose: 0 silent, 1 logs to stdout.
         tensorboard_log: directory for tensorboard and csv logs, or None.
 
@@ -360,9 +365,8 @@ class GFlowNetAlgorithm(ABC):
                 self.num_trajectories += self.batch_size
                 self.num_timesteps += int(stats.pop("transitions"))
                 bar.update(min(progress(), target) - min(before, target))
-                keep_going = distributed.agree(
-                    self, cb.on_step()
-                )  # evaluations are recorded here, before this dump
+                # evaluations are recorded here, before this dump; every rank stops together
+                keep_going = distributed.agree(self, cb.on_step())
                 last = not keep_going or progress() >= target
                 if self.iteration % log_interval == 0 or last or self.logger.name_to_value:
                     for key, value in stats.items():
