@@ -10,6 +10,11 @@ advantages of costs) and the average KL D(θ') = (1/B) Σ_rows KL(π_θ(·|s) �
    below L(θ) and whose mean per-state KL(π_new ‖ π_θ) is at most δ;
 5. when no candidate is accepted, the parameters are restored to θ (the reference code leaves them
    at its last trial).
+
+In a data-parallel run each rank holds a share of the rows, with B its share of the trajectories:
+g, the Fisher-vector products and the surrogate are averaged over the ranks and the line search's
+KL is the mean over every rank's rows (:mod:`gfn_agents.distributed`), so every step, decision
+included, is the single-process one on the whole batch.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+
+from gfn_agents import distributed
 
 
 def _flat(tensors: tuple[Tensor | None, ...], params: list[nn.Parameter]) -> Tensor:
@@ -91,12 +98,13 @@ def trpo_step(
 
     loss = surrogate(log_probs)
     grad = _flat(torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True), params)
+    grad = distributed.average(grad)
     kl = _kl(old, log_probs, mask).sum() / batch_size
     kl_grad = _flat(torch.autograd.grad(kl, params, create_graph=True, allow_unused=True), params)
 
     def fisher(v: Tensor) -> Tensor:
         hv = torch.autograd.grad(kl_grad @ v, params, retain_graph=True, allow_unused=True)
-        return _flat(hv, params) + damping * v
+        return distributed.average(_flat(hv, params)) + damping * v
 
     direction = conjugate_gradient(fisher, grad, cg_iters)
     curvature = direction @ fisher(direction)
@@ -104,14 +112,15 @@ def trpo_step(
         return {"trpo_accepted": 0.0, "trpo_step_fraction": 0.0, "trpo_kl": 0.0}
     full_step = -torch.sqrt(2 * max_kl / curvature) * direction
     start = torch.nn.utils.parameters_to_vector(params).detach()
-    loss_old = float(loss.detach())
+    loss_old = float(distributed.average(loss.detach()))
     with torch.no_grad():
         for k in range(backtracks):
             fraction = 0.5**k
             torch.nn.utils.vector_to_parameters(start + fraction * full_step, params)
             current = evaluate()
-            new_kl = float(_kl(current, old, mask).mean())
-            if float(surrogate(current)) < loss_old and new_kl <= max_kl:
+            new_kl = float(distributed.global_mean(_kl(current, old, mask)))
+            new_loss = float(distributed.average(surrogate(current)))
+            if new_loss < loss_old and new_kl <= max_kl:
                 return {"trpo_accepted": 1.0, "trpo_step_fraction": fraction, "trpo_kl": new_kl}
         torch.nn.utils.vector_to_parameters(start, params)
     return {"trpo_accepted": 0.0, "trpo_step_fraction": 0.0, "trpo_kl": 0.0}
