@@ -16,9 +16,12 @@ it cannot avoid:
 * RL-B, RL-G: RL-U + P_B fwd at the children (N) + the backward rollout's P_B fwd+bwd at b +
   P_F fwd at the parents (N) + the backward value fwd+bwd (N), the backward terms weighted by
   (N − B)/N, the number of moves per transition;
-* RL-T: P_F fwd at b (sampling) + value fwd+bwd at N + the surrogate/KL gradient pass fwd+bwd at N
-  + ``cg_iters`` Fisher-vector products (each counted as one fwd+bwd at N, a lower bound) + one
-  line-search fwd at N; approximate;
+* RL-T: P_F fwd at b (sampling) + value fwd+bwd at N + the gradient pass fwd+bwd at N (the
+  surrogate gradient, which also builds the linearisation the Fisher products reuse) + ``cg_iters``
+  Fisher-vector products, each counted as one fwd+bwd at N + one line-search fwd at N. A product
+  is Gauss-Newton: one Jacobian-vector product (forward mode, by the double-vjp trick) and one
+  vector-Jacobian product (backward). Per layer that is 2 + 2 matrix products against 1 + 2 for a
+  fwd+bwd, so the floor's count is a lower bound (about 1.3× it in FLOPs);
 * TB, DB, SubTB (learned P_B): P_F fwd+bwd at b + P_B fwd+bwd at N × (N − B)/N; the "-U" variants
   only P_F fwd+bwd at b.
 
@@ -26,7 +29,13 @@ The MLP rates are measured right after each timed block, at that block's b and N
 throughput and its floor see the same load on a shared machine; the share of floor is computed per
 block and the script prints its median [min–max]. Throughput ÷ floor is the share of time spent
 in unavoidable network work; the rest is overhead (Python, masks, env steps, copies, optimizer
-steps). Targets: TB ≥ 90 %, RL-U and RL-B ≥ 80 %.
+steps). Targets: TB ≥ 90 %, RL-U and RL-B ≥ 80 %, RL-T ≥ 75 %.
+
+**RL-T's Fisher product.** With RL-T among the presets, the script also times, at RL-T's last
+flat batch N and its policy architecture, one fwd+bwd, one Fisher-vector product of
+:class:`gfn_agents.trpo.GaussNewtonFisher` and its two halves, and for reference autograd's double
+backward of the KL gradient (the Hessian-vector product RL-T used before), and prints each as a
+multiple of the fwd+bwd.
 
 **torchgfn.** When a Python with ``import gfn`` is available (``--anchor-python``, default
 ``/tmp/anchor-venv/bin/python``; torchgfn needs numpy < 2, so it lives outside ``.venv``), the
@@ -59,15 +68,16 @@ from torch import nn
 
 import gfn_envs  # noqa: F401  (registers the ids)
 from gfn_agents import GFlowNetAlgorithm, make_agent
-from gfn_agents.policies import mlp
+from gfn_agents.policies import masked_log_softmax, mlp
 from gfn_agents.rollout import sample_trajectories
+from gfn_agents.trpo import GaussNewtonFisher, _flat, _kl
 
 GRID = {"ndim": 2, "height": 64, "R0": 0.01}
 ENV_ID = "gfn_envs/HyperGrid-v0"
 PRESETS = ("RL-U", "RL-B", "RL-G", "RL-T", "TB", "DB", "SubTB", "TB-U")
 POLICY_ARCH = (256, 256, 256, 256)
 VALUE_ARCH = (256, 256)
-TARGETS = {"TB": 0.90, "RL-U": 0.80, "RL-B": 0.80}
+TARGETS = {"TB": 0.90, "RL-U": 0.80, "RL-B": 0.80, "RL-T": 0.75}
 
 
 @dataclass
@@ -203,6 +213,49 @@ def floor_rate(
     return 1.0 / seconds
 
 
+def fisher_costs(flat: int, repeats: int, seed: int) -> dict[str, float]:
+    """Median seconds of RL-T's network work at ``flat`` rows of 2 × 64 states (random K-hot
+    observations, random masks with exit always legal): fwd+bwd, the Gauss-Newton product, its JVP
+    and VJP halves, and the double-backward Hessian-vector product of the KL."""
+    gen = torch.Generator().manual_seed(seed)
+    height = GRID["height"]
+    obs = torch.zeros(flat, 2 * height)
+    rows = torch.arange(flat)
+    for axis in range(2):
+        obs[rows, axis * height + torch.randint(0, height, (flat,), generator=gen)] = 1.0
+    mask = torch.rand(flat, 3, generator=gen) < 0.9
+    mask[:, -1] = True
+    net = mlp(2 * height, 3, POLICY_ARCH)
+    params = list(net.parameters())
+    log_probs = masked_log_softmax(net(obs), mask)
+    seed_rows = torch.randn(flat, 3, generator=gen) * mask
+    fisher = GaussNewtonFisher(params, log_probs, mask, seed_rows, batch_size=128, damping=1e-3)
+    kl = _kl(log_probs.detach(), log_probs, mask).sum() / 128
+    kl_grad = _flat(torch.autograd.grad(kl, params, create_graph=True), params)
+    v = torch.randn(len(fisher.gradient), generator=gen)
+
+    def fwd_bwd() -> None:
+        net.zero_grad(set_to_none=True)
+        net(obs).sum().backward()
+
+    passes = {
+        "fwd+bwd": fwd_bwd,
+        "Gauss-Newton product": lambda: fisher(v),
+        "  its JVP": lambda: fisher.jvp(v),
+        "  its VJP": lambda: torch.autograd.grad(
+            log_probs, params, fisher.weights, retain_graph=True
+        ),
+        "double-backward HVP": lambda: torch.autograd.grad(kl_grad @ v, params, retain_graph=True),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in passes}
+    for _ in range(repeats):  # interleaved, so every pass sees the same load
+        for name, run in passes.items():
+            start = time.perf_counter()
+            run()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
 ANCHOR_SCRIPT = r"""
 import json, statistics, sys, time, torch
 from gfn.estimators import DiscretePolicyEstimator
@@ -335,6 +388,15 @@ def main() -> None:
             print(f"TB / torchgfn TB: {ratio:.2f}x (target >= 1.0x)")
     else:
         print("torchgfn not available (see --anchor-python); no anchor ratio")
+
+    if "RL-T" in results:
+        flat = round(results["RL-T"]["flat_batch"])
+        costs = fisher_costs(flat, max(args.repeats, 5), args.seed)
+        print(f"\nRL-T's network work at N = {flat} (median of {max(args.repeats, 5)}):")
+        for name, seconds in costs.items():
+            print(
+                f"  {name:<22} {seconds * 1e3:7.1f} ms  {seconds / costs['fwd+bwd']:.2f}x fwd+bwd"
+            )
 
     if args.profile:
         agent = results[args.profile]["agent"] if args.profile in results else None
