@@ -33,9 +33,10 @@ steps). Targets: TB ≥ 90 %, RL-U and RL-B ≥ 80 %, RL-T ≥ 75 %.
 
 **RL-T's Fisher product.** With RL-T among the presets, the script also times, at RL-T's last
 flat batch N and its policy architecture, one fwd+bwd, one Fisher-vector product of
-:class:`gfn_agents.trpo.GaussNewtonFisher` and its two halves, and for reference autograd's double
-backward of the KL gradient (the Hessian-vector product RL-T used before), and prints each as a
-multiple of the fwd+bwd.
+:class:`gfn_agents.trpo.GaussNewtonFisher` and its two halves, and for reference the same JVP by
+forward mode (``torch.func.jvp``, which recomputes the forward pass) and autograd's double backward
+of the KL gradient (the Hessian-vector product RL-T used before), and prints each as a multiple of
+the fwd+bwd.
 
 **torchgfn.** When a Python with ``import gfn`` is available (``--anchor-python``, default
 ``/tmp/anchor-venv/bin/python``; torchgfn needs numpy < 2, so it lives outside ``.venv``), the
@@ -64,7 +65,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 import gfn_envs  # noqa: F401  (registers the ids)
 from gfn_agents import GFlowNetAlgorithm, make_agent
@@ -238,10 +239,21 @@ def fisher_costs(flat: int, repeats: int, seed: int) -> dict[str, float]:
         net.zero_grad(set_to_none=True)
         net(obs).sum().backward()
 
+    values = {name: p.detach() for name, p in net.named_parameters()}
+    tangents = dict(zip(values, v.split([p.numel() for p in params]), strict=True))
+    tangents = {name: t.view_as(values[name]) for name, t in tangents.items()}
+
+    def forward_mode() -> None:
+        def log_probs_at(named: dict[str, Tensor]) -> Tensor:
+            return masked_log_softmax(torch.func.functional_call(net, named, (obs,)), mask)
+
+        torch.func.jvp(log_probs_at, (values,), (tangents,))
+
     passes = {
         "fwd+bwd": fwd_bwd,
         "Gauss-Newton product": lambda: fisher(v),
         "  its JVP": lambda: fisher.jvp(v),
+        "  JVP by forward mode": forward_mode,
         "  its VJP": lambda: torch.autograd.grad(
             log_probs, params, fisher.weights, retain_graph=True
         ),
