@@ -69,9 +69,10 @@ from torch import Tensor, nn
 
 import gfn_envs  # noqa: F401  (registers the ids)
 from gfn_agents import GFlowNetAlgorithm, make_agent
-from gfn_agents.policies import masked_log_softmax, mlp
+from gfn_agents.policies import mlp
 from gfn_agents.rollout import sample_trajectories
 from gfn_agents.trpo import GaussNewtonFisher, _flat, _kl
+from gfn_envs.scoring import masked_log_softmax
 
 GRID = {"ndim": 2, "height": 64, "R0": 0.01}
 ENV_ID = "gfn_envs/HyperGrid-v0"

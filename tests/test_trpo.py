@@ -14,8 +14,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from gfn_agents.policies import masked_log_softmax, mlp
+from gfn_agents.policies import mlp
 from gfn_agents.trpo import GaussNewtonFisher, _flat, _kl, conjugate_gradient, trpo_step
+from gfn_envs.scoring import masked_log_softmax
 
 N_ROWS, OBS_DIM, N_ACTIONS, BATCH = 40, 6, 4, 8
 
