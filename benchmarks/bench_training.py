@@ -1,10 +1,12 @@
 """Training throughput of every agent on the paper's configuration, against its physical floor.
 
-Configuration (paper section 5, perf-anchors table B): HyperGrid 2 × 64, R0 = 0.01, batches of 128
+Configuration (paper section 5): HyperGrid 2 × 64, R0 = 0.01, batches of 128
 trajectories, P_F and P_B MLPs 4 × 256, value networks 2 × 256, one torch thread. Each agent first
 trains ``--warmup`` iterations untimed (trajectories grow from about 3 to 20–60 steps), then
 ``--blocks`` blocks of ``--block-iters`` iterations are timed; the script prints the median
-[min–max] of the blocks' **transitions/s** (forward actions, exit included).
+[min–max] of the blocks' **transitions/s** (forward actions, exit included), with the mean
+trajectory length, b and N (below) and U/N, the share of an iteration's rows that are distinct
+states.
 
 **The floor.** The script measures the machine's MLP throughput (states/s) for the same networks:
 forward without gradient, and forward + backward, at the two batch sizes the algorithms use: the
@@ -128,13 +130,14 @@ def build(name: str, batch_size: int, seed: int) -> GFlowNetAlgorithm:
     return make_agent(name, ENV_ID, env_kwargs=GRID, **kwargs)
 
 
-def batch_shape(agent: GFlowNetAlgorithm) -> tuple[float, float]:
-    """(rollout batch b, flat batch N) of one on-policy batch of the agent's current P_F."""
+def batch_shape(agent: GFlowNetAlgorithm) -> tuple[float, float, float]:
+    """(rollout batch b, flat batch N, share of the N rows that are distinct states) of one
+    on-policy batch of the agent's current P_F."""
     traj = sample_trajectories(
         agent.forward_env, agent.networks.forward_outputs, agent.generator, grad=False
     )
-    steps = traj.valid.shape[0]
-    return len(traj.actions) / steps, float(len(traj.actions))
+    steps, flat = traj.valid.shape[0], len(traj.actions)
+    return flat / steps, float(flat), len(torch.unique(traj.states, dim=0)) / flat
 
 
 def time_agent(
@@ -161,10 +164,10 @@ def time_agent(
         transitions = agent.num_timesteps - start_steps
         rates.append(transitions / elapsed)
         lengths.append(transitions / (batch_size * block_iters))
-        rollout, flat = batch_shape(agent)
+        rollout, flat, distinct = batch_shape(agent)
         moves = (flat - batch_size) / flat
         floors.append(floor_rate(FLOORS[name], nets, obs_dim, rollout, flat, moves, repeats))
-        shapes.append((rollout, flat))
+        shapes.append((rollout, flat, distinct))
     return {
         "rates": rates,
         "floors": floors,
@@ -172,6 +175,7 @@ def time_agent(
         "length": statistics.mean(lengths),
         "rollout_batch": statistics.mean(s[0] for s in shapes),
         "flat_batch": statistics.mean(s[1] for s in shapes),
+        "distinct": statistics.mean(s[2] for s in shapes),
         "agent": agent,
     }
 
@@ -379,7 +383,7 @@ def main() -> None:
         )
 
     print(
-        f"\n{'agent':<8} {'transitions/s':>22} {'len':>5} {'b':>5} {'N':>6} "
+        f"\n{'agent':<8} {'transitions/s':>22} {'len':>5} {'b':>5} {'N':>6} {'U/N':>4} "
         f"{'floor/s':>8} {'of floor':>16} {'target':>7}"
     )
     for name, r in results.items():
@@ -389,7 +393,8 @@ def main() -> None:
         shares = f"{share:.0%} [{min(r['shares']):.0%}–{max(r['shares']):.0%}]"
         print(
             f"{name:<8} {fmt(r['rates']):>22} {r['length']:>5.1f} {r['rollout_batch']:>5.0f} "
-            f"{r['flat_batch']:>6.0f} {statistics.median(r['floors']) / 1e3:>7.1f}k "
+            f"{r['flat_batch']:>6.0f} {r['distinct']:>4.0%} "
+            f"{statistics.median(r['floors']) / 1e3:>7.1f}k "
             f"{shares:>16} {verdict:>7}"
         )
     if anchor is not None:
@@ -422,8 +427,9 @@ def main() -> None:
             total_trajectories=args.batch_size * args.block_iters, reset_num_timesteps=False
         )
         profiler.disable()
-        print(f"\ncProfile of {args.block_iters} iterations of {args.profile} (tottime):")
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+        for order, lines in (("tottime", 15), ("cumtime", 30)):
+            print(f"\ncProfile of {args.block_iters} iterations of {args.profile} ({order}):")
+            pstats.Stats(profiler).sort_stats(order).print_stats(lines)
 
 
 if __name__ == "__main__":

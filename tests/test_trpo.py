@@ -63,7 +63,13 @@ def double_backward_fisher(
 
 
 def reference_trpo_step(
-    net: nn.Module, obs: Tensor, mask: Tensor, actions: Tensor, advantages: Tensor, damping: float
+    net: nn.Module,
+    obs: Tensor,
+    mask: Tensor,
+    actions: Tensor,
+    advantages: Tensor,
+    damping: float,
+    cg_iters: int,
 ) -> dict[str, float]:
     """The TRPO step with the double-backward Fisher product (the implementation it replaces)."""
     params = list(net.parameters())
@@ -76,7 +82,7 @@ def reference_trpo_step(
     loss = surrogate(log_probs)
     grad = _flat(torch.autograd.grad(loss, params, retain_graph=True), params)
     fisher = double_backward_fisher(params, log_probs, mask, damping)
-    direction, _ = conjugate_gradient(fisher, grad, 10)
+    direction, _ = conjugate_gradient(fisher, grad, cg_iters)
     full_step = -torch.sqrt(2 * 0.01 / (direction @ fisher(direction))) * direction
     start = nn.utils.parameters_to_vector(params).detach()
     with torch.no_grad():
@@ -110,8 +116,9 @@ def test_conjugate_gradient_solves_and_returns_the_product() -> None:
     torch.testing.assert_close(product, matrix @ x, rtol=1e-10, atol=1e-12)
     x, product = conjugate_gradient(matvec, torch.zeros(6, dtype=torch.float64), iters=5)
     assert torch.equal(x, torch.zeros(6, dtype=torch.float64)) and torch.equal(product, x)
-    two, _ = conjugate_gradient(matvec, b, iters=2)
+    two, two_product = conjugate_gradient(matvec, b, iters=2)
     assert float(torch.linalg.norm(matrix @ two - b)) > 1e-3  # iters bounds the work
+    torch.testing.assert_close(two_product, matrix @ two, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -161,8 +168,8 @@ def test_gauss_newton_product_with_parameters_outside_the_graph() -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-@pytest.mark.parametrize("damping", [1e-3, 0.1])
-def test_trpo_step_takes_the_reference_step(seed: int, damping: float) -> None:
+@pytest.mark.parametrize(("damping", "cg_iters"), [(1e-3, 10), (0.1, 10), (1e-3, 2)])
+def test_trpo_step_takes_the_reference_step(seed: int, damping: float, cg_iters: int) -> None:
     """In float64, where both products are exact to about 1e-12. In float32 they differ by about
     1e-7 relative, and ten CG iterations on these sharp random policies amplify that to steps
     differing by up to 5e-3 (on steps of 0.1), as far as either float32 step is from the float64
@@ -178,9 +185,10 @@ def test_trpo_step_takes_the_reference_step(seed: int, damping: float) -> None:
         actions=actions,
         advantages=advantages,
         batch_size=BATCH,
+        cg_iters=cg_iters,
         damping=damping,
     )
-    expected = reference_trpo_step(reference_net, obs, mask, actions, advantages, damping)
+    expected = reference_trpo_step(reference_net, obs, mask, actions, advantages, damping, cg_iters)
     assert stats["trpo_accepted"] == 1.0
     assert stats["trpo_step_fraction"] == expected["trpo_step_fraction"]
     assert stats["trpo_kl"] == pytest.approx(expected["trpo_kl"], rel=1e-6)
