@@ -1,0 +1,114 @@
+"""What the ``gfn-bench`` runner adds to a run: a plain ``learn`` loop against the runner.
+
+Both sides train the same agent with the same seed on the same config and evaluate it exactly at
+the same trajectory counts (0, the first iteration boundary at or after each multiple of the
+config's ``eval_every``, and the end), so they do identical training and evaluation work:
+
+* **plain**: ``make_agent`` + ``learn(total_trajectories=…, callback=…)`` with a callback that calls
+  ``evaluate_sampler`` on that schedule, and nothing else;
+* **runner**: ``execute_run`` of the same run: the same, plus the run folder, ``run.json`` (package
+  versions, git commit), the curve written line by line with fsync, checkpoints (at most one per
+  ``--checkpoint-seconds`` of training, and the final one) and, on 2-D grids, the final terminal
+  distribution for the heatmaps.
+
+The two sides alternate ``--repeats`` times; the script prints the median [min–max] seconds of
+each and the overhead (runner / plain − 1) of the medians, with the thread count. Process start-up
+(imports, about 2 s per worker) is paid once per worker of a sweep, not per run, and is not
+included. Usage::
+
+    .venv/bin/python benchmarks/bench_runner_overhead.py                      # TB on 2x128, quick
+    .venv/bin/python benchmarks/bench_runner_overhead.py --agent RL-G --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+
+from gfn_agents import evaluate_sampler, make_agent
+from gfn_agents.experiments.cli import resolve_config
+from gfn_agents.experiments.config import Experiment, load_experiment
+from gfn_agents.experiments.runs import EvaluationSchedule, RunJob, execute_run
+
+
+class ScheduledEvaluation(BaseCallback):
+    """Exact evaluation at the runner's schedule, results kept in memory."""
+
+    def __init__(self, every: int) -> None:
+        super().__init__()
+        self.schedule = EvaluationSchedule(every, 0)
+        self.history: list[dict[str, float]] = []
+        self.last = -1
+
+    def evaluate(self) -> None:
+        self.history.append(evaluate_sampler(self.model))
+        self.last = self.model.num_trajectories
+        self.schedule.done(self.last)
+
+    def _on_step(self) -> bool:
+        if self.schedule.due(self.model.num_trajectories):
+            self.evaluate()
+        return True
+
+
+def plain(experiment: Experiment, label: str, seed: int) -> float:
+    start = time.perf_counter()
+    spec = experiment.agent(label)
+    agent = make_agent(
+        spec.name, experiment.env_id, env_kwargs=experiment.env_kwargs, seed=seed, **spec.kwargs
+    )
+    callback = ScheduledEvaluation(experiment.budget.eval_every)
+    callback.init_callback(agent)  # type: ignore[arg-type]
+    callback.evaluate()
+    agent.learn(total_trajectories=experiment.budget.trajectories, callback=callback)
+    if callback.last != agent.num_trajectories:
+        callback.evaluate()
+    return time.perf_counter() - start
+
+
+def runner(experiment: Experiment, label: str, seed: int, checkpoint_seconds: float) -> float:
+    with tempfile.TemporaryDirectory() as directory:
+        job = RunJob(experiment, label, seed, directory, checkpoint_seconds=checkpoint_seconds)
+        start = time.perf_counter()
+        outcome = execute_run(job)
+        seconds = time.perf_counter() - start
+    if outcome["status"] != "finished":
+        raise RuntimeError(f"the run did not finish: {outcome}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="paper/hypergrid-2x128", help="config file or name")
+    parser.add_argument("--agent", default="TB", help="agent label in the config")
+    parser.add_argument("--full", action="store_true", help="the full budget, not [quick]")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint-seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    experiment = load_experiment(resolve_config(args.config), quick=not args.full)
+    budget = experiment.budget
+    print(
+        f"{experiment.name} {args.agent} seed {args.seed}: {budget.trajectories:,} trajectories, "
+        f"evaluated every {budget.eval_every:,}; 1 torch thread; checkpoints at most every "
+        f"{args.checkpoint_seconds:g} s"
+    )
+    times: dict[str, list[float]] = {"plain": [], "runner": []}
+    for i in range(args.repeats):
+        times["plain"].append(plain(experiment, args.agent, args.seed))
+        times["runner"].append(runner(experiment, args.agent, args.seed, args.checkpoint_seconds))
+        print(f"repeat {i}: plain {times['plain'][-1]:.1f} s, runner {times['runner'][-1]:.1f} s")
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for name, values in times.items():
+        print(f"{name:>7}: median {med[name]:.2f} s [{min(values):.2f}–{max(values):.2f}]")
+    print(f"overhead of the runner: {100 * (med['runner'] / med['plain'] - 1):+.2f} % (medians)")
+
+
+if __name__ == "__main__":
+    main()
