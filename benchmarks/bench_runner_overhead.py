@@ -11,8 +11,10 @@ config's ``eval_every``, and the end), so they do identical training and evaluat
   ``--checkpoint-seconds`` of training, and the final one) and, on 2-D grids, the final terminal
   distribution for the heatmaps.
 
-The two sides alternate ``--repeats`` times; the script prints the median [min–max] seconds of
-each and the overhead (runner / plain − 1) of the medians, with the thread count. Process start-up
+The two sides alternate ``--repeats`` times; the script prints the median [min–max] wall and CPU
+seconds of each and the overhead (runner / plain − 1) of the medians, with the thread count. On a
+shared machine the CPU seconds are the steadier measure; the wall seconds also count the runner's
+file writes. Process start-up
 (imports, about 2 s per worker) is paid once per worker of a sweep, not per run, and is not
 included. Usage::
 
@@ -26,6 +28,8 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
@@ -56,8 +60,7 @@ class ScheduledEvaluation(BaseCallback):
         return True
 
 
-def plain(experiment: Experiment, label: str, seed: int) -> float:
-    start = time.perf_counter()
+def plain(experiment: Experiment, label: str, seed: int) -> None:
     spec = experiment.agent(label)
     agent = make_agent(
         spec.name, experiment.env_id, env_kwargs=experiment.env_kwargs, seed=seed, **spec.kwargs
@@ -68,18 +71,21 @@ def plain(experiment: Experiment, label: str, seed: int) -> float:
     agent.learn(total_trajectories=experiment.budget.trajectories, callback=callback)
     if callback.last != agent.num_trajectories:
         callback.evaluate()
-    return time.perf_counter() - start
 
 
-def runner(experiment: Experiment, label: str, seed: int, checkpoint_seconds: float) -> float:
+def runner(experiment: Experiment, label: str, seed: int, checkpoint_seconds: float) -> None:
     with tempfile.TemporaryDirectory() as directory:
         job = RunJob(experiment, label, seed, directory, checkpoint_seconds=checkpoint_seconds)
-        start = time.perf_counter()
         outcome = execute_run(job)
-        seconds = time.perf_counter() - start
     if outcome["status"] != "finished":
         raise RuntimeError(f"the run did not finish: {outcome}")
-    return seconds
+
+
+def timed(function: Callable[..., None], *args: Any) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    function(*args)
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -99,15 +105,22 @@ def main() -> None:
         f"evaluated every {budget.eval_every:,}; 1 torch thread; checkpoints at most every "
         f"{args.checkpoint_seconds:g} s"
     )
-    times: dict[str, list[float]] = {"plain": [], "runner": []}
+    times: dict[str, list[tuple[float, float]]] = {"plain": [], "runner": []}
     for i in range(args.repeats):
-        times["plain"].append(plain(experiment, args.agent, args.seed))
-        times["runner"].append(runner(experiment, args.agent, args.seed, args.checkpoint_seconds))
-        print(f"repeat {i}: plain {times['plain'][-1]:.1f} s, runner {times['runner'][-1]:.1f} s")
-    med = {k: statistics.median(v) for k, v in times.items()}
-    for name, values in times.items():
-        print(f"{name:>7}: median {med[name]:.2f} s [{min(values):.2f}–{max(values):.2f}]")
-    print(f"overhead of the runner: {100 * (med['runner'] / med['plain'] - 1):+.2f} % (medians)")
+        times["plain"].append(timed(plain, experiment, args.agent, args.seed))
+        times["runner"].append(
+            timed(runner, experiment, args.agent, args.seed, args.checkpoint_seconds)
+        )
+        line = ", ".join(f"{k} {v[-1][0]:.1f} s ({v[-1][1]:.1f} CPU s)" for k, v in times.items())
+        print(f"repeat {i}: {line}")
+    for column, what in enumerate(("wall", "CPU")):
+        med = {k: statistics.median(t[column] for t in v) for k, v in times.items()}
+        for name, values in times.items():
+            low, high = min(t[column] for t in values), max(t[column] for t in values)
+            print(f"{what:>4} {name:>6}: median {med[name]:.2f} s [{low:.2f}–{high:.2f}]")
+        print(
+            f"{what:>4} overhead of the runner: {100 * (med['runner'] / med['plain'] - 1):+.2f} %"
+        )
 
 
 if __name__ == "__main__":

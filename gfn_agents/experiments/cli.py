@@ -121,13 +121,13 @@ def _run(args: argparse.Namespace) -> int:
     options = _options(args, args.seeds)
     planned = plan([resolve_config(c) for c in args.configs], options)
     if args.print_commands:
-        for _, _, jobs in planned:
-            print("\n".join(commands(jobs, options)))
+        for config, (_, _, jobs) in zip(args.configs, planned, strict=True):
+            print("\n".join(commands(config, jobs, options)))
         folders = " ".join(str(experiment_dir(e, options)) for e, _, _ in planned)
         print(f"# when they are done: gfn-bench report {folders}", file=sys.stderr)
         return 0
-    for experiment, exact, _ in planned:
-        write_experiment(experiment, exact, options, run_command(experiment, options))
+    for config, (experiment, exact, _) in zip(args.configs, planned, strict=True):
+        write_experiment(experiment, exact, options, run_command(config, options))
     outcomes = run_jobs([job for _, _, jobs in planned for job in jobs], args.jobs)
     for experiment, _, _ in planned:
         directory = experiment_dir(experiment, options)
@@ -144,7 +144,7 @@ def _run_one(args: argparse.Namespace) -> int:
         raise ConfigError(
             experiment.path, "agents", f"no agent {args.agent!r}: {experiment.labels}"
         )
-    write_experiment(experiment, exact, options, run_command(experiment, options))
+    write_experiment(experiment, exact, options, run_command(args.config, options))
     (outcome,) = run_jobs([dataclasses.replace(matching[0], seed=args.seed)])
     return 0 if outcome["status"] in ("finished", "skipped") else 1
 

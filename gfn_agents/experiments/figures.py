@@ -129,15 +129,16 @@ def plot_metric(
 
 def plot_heatmaps(directory: Path, target: np.ndarray, labels: Sequence[str], path: Path) -> bool:
     """Write the 2-D grid heatmaps (see the module docstring); False if no run saved one."""
-    panels: list[tuple[str, np.ndarray]] = [("target R/Z*", target)]
+    panels: list[tuple[str, np.ndarray]] = [("target $R(x)/Z^*$", target)]
     for label in labels:
         grids = [np.load(p) for p in sorted((directory / label).glob(f"seed-*/{DISTRIBUTION}"))]
         if grids:
-            panels.append((f"{label} ({len(grids)} seeds)", np.mean(grids, axis=0)))
+            n = len(grids)
+            panels.append((f"{label} ({n} seed{'s' * (n > 1)})", np.mean(grids, axis=0)))
     if len(panels) == 1:
         return False
-    ncols = min(len(panels), 6)
-    nrows = math.ceil(len(panels) / ncols)
+    nrows = math.ceil(len(panels) / 6)
+    ncols = math.ceil(len(panels) / nrows)
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols + 0.8, 2.4 * nrows), squeeze=False)
     low = max(float(target[target > 0].min()) / 10, 1e-12)
     norm = LogNorm(vmin=low, vmax=float(max(p.max() for _, p in panels)))
@@ -150,7 +151,10 @@ def plot_heatmaps(directory: Path, target: np.ndarray, labels: Sequence[str], pa
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.colorbar(image, ax=axes, shrink=0.8, label="probability (log scale)")
-    fig.suptitle("terminal distribution: target and learned P_F^T at the end", fontsize=11)
+    fig.suptitle(
+        r"terminal distributions: the target and each agent's final $P_F^\top$ (mean over seeds)",
+        fontsize=11,
+    )
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True

@@ -50,9 +50,9 @@ def _number(value: float | None) -> str:
 def _mean_std(stats: dict[str, float | None] | None) -> str:
     if not stats or stats["mean"] is None:
         return "n/a"
-    if not stats["std"]:
-        return _number(stats["mean"])
     std = stats["std"]
+    if not std or std <= 5e-4 * abs(stats["mean"]):  # below the mean's 3 significant digits
+        return _number(stats["mean"])
     return f"{_number(stats['mean'])} ± {f'{std:,.0f}' if std >= 100 else f'{std:.2g}'}"
 
 
@@ -108,7 +108,7 @@ def _claim_text(summary: dict[str, Any]) -> str:
         return ""
     op = "≤" if verdict["direction"] == "<=" else "≥"
     return (
-        f"**Claim.** {' or '.join(verdict['better'])} reach {verdict['metric']} {op} "
+        f"**Claim.** {' or '.join(verdict['better'])} reaches {verdict['metric']} {op} "
         f"{verdict['threshold']:g} in fewer trajectories than {', '.join(verdict['than'])}: "
         f"**{verdict['verdict']}** ({verdict['reason']})."
     )

@@ -109,9 +109,9 @@ def write_experiment(experiment: Experiment, exact: bool, options: Options, comm
     return directory
 
 
-def run_command(experiment: Experiment, options: Options) -> str:
-    """The ``gfn-bench run`` command that reproduces an experiment's runs."""
-    parts = ["gfn-bench", "run", experiment.path, "--out", options.out]
+def run_command(config: str, options: Options) -> str:
+    """The ``gfn-bench run`` command for ``config`` (as the user named it) and ``options``."""
+    parts = ["gfn-bench", "run", config, "--out", options.out]
     if options.quick:
         parts.append("--quick")
     if options.seeds is not None:
@@ -119,11 +119,11 @@ def run_command(experiment: Experiment, options: Options) -> str:
     return shlex.join(parts)
 
 
-def commands(jobs: Sequence[RunJob], options: Options) -> list[str]:
-    """One ``gfn-bench run-one`` command per job."""
+def commands(config: str, jobs: Sequence[RunJob], options: Options) -> list[str]:
+    """One ``gfn-bench run-one`` command per job of ``config`` (as the user named it)."""
     out = []
     for job in jobs:
-        parts = ["gfn-bench", "run-one", job.experiment.path, "--agent", job.label]
+        parts = ["gfn-bench", "run-one", config, "--agent", job.label]
         parts += ["--seed", str(job.seed), "--out", options.out, "--threads", str(job.threads)]
         if options.quick:
             parts.append("--quick")
