@@ -37,14 +37,27 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
 from stable_baselines3.common.utils import polyak_update
 from torch import Tensor, nn
 
 from gfn_agents.base import GFlowNetAlgorithm, check_positive, check_unit_interval
+from gfn_agents.checkpoint import load_arrays, save_arrays
 from gfn_agents.policies import check_net_arch, mlp
 from gfn_agents.rollout import sample_trajectories
 from gfn_envs.wrappers import ForwardRewardModel, LogProbPolicy, PolicyLike
+
+BUFFER_ARRAYS = (
+    "observations",
+    "next_observations",
+    "actions",
+    "rewards",
+    "dones",
+    "timeouts",
+    "states",
+    "masks",
+    "next_masks",
+)
+"""The arrays of a :class:`MaskableReplayBuffer` that :meth:`SoftDQN.save_replay_buffer` writes."""
 
 
 class MaskedSamples(NamedTuple):
@@ -276,22 +289,35 @@ class SoftDQN(GFlowNetAlgorithm):
             return float(self.temperature * torch.logsumexp(logits, dim=1)[0])
 
     def save_replay_buffer(self, path: str | os.PathLike[str]) -> None:
-        """Pickle the replay buffer (kept out of :meth:`save`, as in SB3's off-policy agents)."""
-        save_to_pkl(path, self.replay_buffer)
+        """Write the replay buffer as an ``.npz`` of plain arrays (``.npz`` appended when missing),
+        atomically; kept out of :meth:`save`, as in SB3's off-policy agents."""
+        buffer = self.replay_buffer
+        arrays = {name: getattr(buffer, name) for name in BUFFER_ARRAYS}
+        arrays |= {"pos": np.asarray(buffer.pos), "full": np.asarray(buffer.full)}
+        save_arrays(path, type(buffer).__name__, arrays)
 
     def load_replay_buffer(self, path: str | os.PathLike[str]) -> None:
-        """Restore a buffer from :meth:`save_replay_buffer`; with it, ``learn(...,
-        reset_num_timesteps=False)`` after :meth:`load` continues exactly."""
-        buffer = load_from_pkl(path)
-        if not isinstance(buffer, MaskableReplayBuffer):
-            raise ValueError(f"{path} does not hold a MaskableReplayBuffer")
-        if buffer.buffer_size != self.buffer_size:
-            raise ValueError(
-                f"{path} holds a buffer of size {buffer.buffer_size}, this agent's buffer_size is "
-                f"{self.buffer_size}"
-            )
-        buffer.device = self.device
-        self.replay_buffer = buffer
+        """Restore a buffer from :meth:`save_replay_buffer` (read with ``allow_pickle=False``);
+        with it, ``learn(..., reset_num_timesteps=False)`` after :meth:`load` continues exactly.
+        Every array must have this agent's buffer shape and dtype, else a ValueError."""
+        buffer = self.replay_buffer
+        kind = type(buffer).__name__
+        arrays = load_arrays(path, kind, {*BUFFER_ARRAYS, "pos", "full"})
+        for name in BUFFER_ARRAYS:
+            mine, theirs = getattr(buffer, name), arrays[name]
+            if theirs.shape != mine.shape or theirs.dtype != mine.dtype:
+                raise ValueError(
+                    f"{path} holds {name} of shape {theirs.shape} ({theirs.dtype}); this agent's "
+                    f"buffer needs {mine.shape} ({mine.dtype}): another buffer_size or task"
+                )
+        pos, full = arrays["pos"], arrays["full"]
+        if pos.shape != () or pos.dtype.kind not in "iu" or not 0 <= int(pos) < buffer.buffer_size:
+            raise ValueError(f"{path} is damaged: pos {pos.tolist()!r} is not a buffer position")
+        if full.shape != () or full.dtype != np.bool_:
+            raise ValueError(f"{path} is damaged: full must be a boolean, got {full.tolist()!r}")
+        for name in BUFFER_ARRAYS:
+            getattr(buffer, name)[...] = arrays[name]
+        buffer.pos, buffer.full = int(pos), bool(full)
 
     def set_backward_policy(self, policy: PolicyLike) -> None:
         """Swap P_B and recompute every stored reward with it."""

@@ -18,7 +18,7 @@ import pytest
 import torch
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
-import gfn_agents.base as base_module
+import gfn_agents.checkpoint as checkpoint_module
 import gfn_envs  # noqa: F401  (registers the ids)
 from gfn_agents import (
     PRESETS,
@@ -155,18 +155,18 @@ def test_base_class_load_rebuilds_the_saved_algorithm(tmp_path: Any) -> None:
 def test_corrupt_checkpoint_is_a_clear_value_error(tmp_path: Any) -> None:
     path = tmp_path / "broken.zip"
     path.write_bytes(b"this is not a zip file")
-    with pytest.raises(ValueError, match="not a readable gfn-gym checkpoint"):
+    with pytest.raises(ValueError, match="is damaged or not a gfn-gym checkpoint"):
         PolicyGradientGFN.load(path)
 
 
-def _rewrite_data(src: Any, dst: Any, key: str, value: Any) -> None:
-    """Copy checkpoint ``src`` to ``dst`` with one field of its JSON ``data`` replaced."""
+def _rewrite_metadata(src: Any, dst: Any, key: str, value: Any) -> None:
+    """Copy checkpoint ``src`` to ``dst`` with one field of its ``metadata.json`` replaced."""
     import json
 
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
         for item in zin.infolist():
             payload = zin.read(item.filename)
-            if item.filename == "data":
+            if item.filename == "metadata.json":
                 data = json.loads(payload)
                 data[key] = value
                 payload = json.dumps(data).encode()
@@ -175,8 +175,8 @@ def _rewrite_data(src: Any, dst: Any, key: str, value: Any) -> None:
 
 def test_wrong_format_version_is_a_clear_value_error(tmp_path: Any) -> None:
     build("RL-U").save(tmp_path / "ok.zip")
-    _rewrite_data(tmp_path / "ok.zip", tmp_path / "future.zip", "format_version", 999)
-    with pytest.raises(ValueError, match="checkpoint format 999"):
+    _rewrite_metadata(tmp_path / "ok.zip", tmp_path / "future.zip", "format_version", 999)
+    with pytest.raises(ValueError, match="checkpoint format 999; .* reads format 2 .*newer"):
         PolicyGradientGFN.load(tmp_path / "future.zip")
 
 
@@ -194,12 +194,10 @@ def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path: Any, monkeypatch
     assert sorted(os.listdir(tmp_path)) == ["run.zip"]
     before = (tmp_path / "run.zip").read_bytes()
 
-    def half_written(path: str, **_: Any) -> None:
-        with open(path, "wb") as f:
-            f.write(b"PK half")
+    def disk_full(fd: int) -> None:  # the archive is written, but not yet flushed to disk
         raise OSError("disk full")
 
-    monkeypatch.setattr(base_module, "save_to_zip_file", half_written)
+    monkeypatch.setattr(checkpoint_module.os, "fsync", disk_full)
     agent.learn(total_trajectories=16)
     with pytest.raises(OSError, match="disk full"):
         agent.save(tmp_path / "run.zip")
@@ -552,58 +550,6 @@ def test_unregistered_env_needs_env_on_load(tmp_path: Any) -> None:
     assert np.isfinite(evaluate_sampler(loaded)["tv"])
 
 
-# ---------------------------------------------------------------------------- command line
-def test_gfn_train_saves_a_checkpoint_that_gfn_eval_scores_exactly(
-    tmp_path: Any, capsys: Any
-) -> None:
-    """``gfn-train`` trains and saves; ``gfn-eval --json`` prints the exact metrics of the loaded
-    agent, which are those of ``evaluate_sampler`` on the same checkpoint."""
-    import json
-
-    from gfn_agents.cli import eval_main, train_main
-
-    path = str(tmp_path / "run.zip")
-    argv = ["RL-B", "HyperGrid-v0", "--env-kwargs", "ndim=2", "height=6", "R0=0.05"]
-    argv += ["--trajectories", "64", "--batch-size", "16", "--net-arch", "32,32"]
-    argv += ["--agent-kwargs", "value_net_arch=(32,32)", "--eval-freq", "2", "--save", path]
-    assert train_main(argv) == 0
-    assert "trajectories" in capsys.readouterr().out
-    assert eval_main([path, "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    agent = GFlowNetAlgorithm.load(path)
-    assert printed["algorithm"] == "PolicyGradientGFN" and printed["trajectories"] == 64
-    assert printed["env_kwargs"] == {"ndim": 2, "height": 6, "R0": 0.05}
-    assert printed["tv"] == pytest.approx(evaluate_sampler(agent)["tv"], rel=1e-12)
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["RL-X", "HyperGrid-v0"],
-        ["RL-U", "NoSuchEnv-v0"],
-        ["RL-U", "HyperGrid-v0", "--env-kwargs", "height"],
-        ["RL-U", "HyperGrid-v0", "--lr", "-1"],
-        ["RL-U", "HyperGrid-v0", "--net-arch", "64,x"],
-    ],
-)
-def test_gfn_train_rejects_bad_arguments_with_usage_errors(argv: list[str], capsys: Any) -> None:
-    from gfn_agents.cli import train_main
-
-    with pytest.raises(SystemExit) as exc:
-        train_main(argv)
-    assert exc.value.code == 2
-    assert "error:" in capsys.readouterr().err
-
-
-def test_gfn_eval_rejects_a_corrupt_checkpoint(tmp_path: Any, capsys: Any) -> None:
-    from gfn_agents.cli import eval_main
-
-    (tmp_path / "bad.zip").write_bytes(b"junk")
-    with pytest.raises(SystemExit):
-        eval_main([str(tmp_path / "bad.zip")])
-    assert "not a readable gfn-gym checkpoint" in capsys.readouterr().err
-
-
 # ---------------------------------------------------------------------------- device
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", ["RL-G", "TB"])
@@ -619,3 +565,121 @@ def test_cuda_agent_trains_saves_and_loads_on_the_device(name: str, tmp_path: An
     metrics = evaluate_sampler(loaded)
     assert metrics == evaluate_sampler(agent) and math.isfinite(metrics["tv"])
     assert bool(loaded.task.is_terminal(loaded.sample(8)).all())
+
+
+# ---------------------------------------------------------------------------- budgets and logging
+def test_positional_budget_counts_transitions_as_in_sb3() -> None:
+    """``learn(500)`` is ``learn(total_timesteps=500)``: transitions, SB3's meaning, passed by less
+    than one iteration; trajectories are a keyword budget."""
+    agent = build("RL-U").learn(500)
+    assert 500 <= agent.num_timesteps < 500 + 16 * agent.task.max_length
+    assert agent.num_trajectories == 16 * agent.iteration
+    by_keyword = build("RL-U").learn(total_timesteps=500)
+    assert_same_parameters(agent, by_keyword)
+    assert build("RL-U").learn(total_trajectories=40).num_trajectories == 48  # ⌈40/16⌉ iterations
+
+
+def test_a_non_callback_argument_is_a_clear_value_error() -> None:
+    with pytest.raises(ValueError, match="callback must be an SB3 BaseCallback"):
+        build("RL-U").learn(64, 16)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("keyword", ["total_trajectories", "total_timesteps"])
+def test_progress_bar_is_clamped_at_the_budget_and_ends_at_100_percent(
+    keyword: str, capsys: Any
+) -> None:
+    """A budget that is not a multiple of the iteration runs past it; the bar stops at the budget
+    (40/40, 100 %) instead of losing its percentage at 48/40."""
+    build("RL-U").learn(**{keyword: 40}, progress_bar=True)
+    err = capsys.readouterr().err
+    assert "100%" in err and "40/40" in err
+    assert "48/40" not in err and not any(f"{n}/40" in err for n in range(41, 400))
+
+
+def _csv_rows(path: Any) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_evaluations_are_logged_in_the_row_of_their_own_iteration(tmp_path: Any) -> None:
+    """Each evaluation lands in the CSV row of the iteration it was made at (not one dump late),
+    the evaluation before training in a row of its own, and the final sampler's evaluation in the
+    last row even when the last iteration is not a multiple of ``eval_freq``."""
+    agent = build("RL-U", tensorboard_log=str(tmp_path))
+    callback = ExactEvalCallback(eval_freq=3)
+    agent.learn(total_trajectories=16 * 7, callback=callback, log_interval=2)
+    history = callback.history
+    assert [row["trajectories"] for row in history] == [0, 48, 96, 112]
+    rows = _csv_rows(tmp_path / "progress.csv")
+    evaluated = [row for row in rows if row["eval/tv"]]
+    assert [float(row["eval/trajectories"]) for row in evaluated] == [0, 48, 96, 112]
+    for row, expected in zip(evaluated, history, strict=True):
+        assert float(row["eval/tv"]) == pytest.approx(expected["tv"], rel=1e-9)
+    for row in evaluated[1:]:
+        assert row["time/trajectories"] == row["eval/trajectories"]
+    # rows at the log interval (2, 4, 6), at evaluations (3, 6) and at the end (7)
+    assert [row["time/iterations"] for row in rows if row["time/iterations"]] == [
+        "2",
+        "3",
+        "4",
+        "6",
+        "7",
+    ]
+    assert rows[-1]["eval/trajectories"] == rows[-1]["time/trajectories"] == "112"
+
+
+def test_a_short_run_logs_its_last_iteration_to_stdout(capsys: Any) -> None:
+    """With verbose=1 a run shorter than ``log_interval`` still prints its final statistics."""
+    build("RL-U", verbose=1).learn(total_trajectories=32, log_interval=10)
+    out = capsys.readouterr().out
+    assert "time/" in out and "iterations" in out and "| 2 " in out.replace("  ", " ")
+
+
+# ---------------------------------------------------------------------------- make_agent and inputs
+def test_make_agent_accepts_ids_with_or_without_the_namespace() -> None:
+    short = make_agent("TB", "HyperGrid-v0", env_kwargs=GRID, seed=3, **small("TB"))
+    full = make_agent("TB", ENV_ID, env_kwargs=GRID, seed=3, **small("TB"))
+    assert short.env_id == full.env_id == ENV_ID
+    assert_same_parameters(short, full)
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ("CartPole-v1", "'CartPole-v1' is a Gymnasium env but not a gfn_envs task"),
+        ("NoSuchEnv-v0", "unknown env id 'NoSuchEnv-v0'; registered gfn_envs ids"),
+    ],
+)
+def test_an_id_that_is_not_a_gfn_envs_task_is_a_clear_value_error(env: str, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        make_agent("RL-U", env)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"seed": -1}, "seed must be an integer >= 0 or None"),
+        ({"seed": 1.5}, "seed must be an integer >= 0 or None"),
+        ({"verbose": 3}, "verbose must be 0, 1 or 2"),
+        ({"log_reward_clip": True}, "log_reward_clip must be a finite number or None"),
+        ({"tensorboard_log": 3}, "tensorboard_log must be a path or None"),
+        ({"device": "tpu"}, "device must be"),
+        ({"device": "nonsense:7"}, "device must be"),
+    ],
+)
+def test_bad_base_arguments_are_clear_value_errors(kwargs: dict[str, Any], words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        make_agent("RL-U", ENV_ID, env_kwargs=GRID, **kwargs)
+
+
+def test_env_kwargs_must_be_a_dict() -> None:
+    with pytest.raises(ValueError, match="env_kwargs must be a dict or None"):
+        make_agent("RL-U", ENV_ID, env_kwargs=[("ndim", 2)])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
+def test_cuda_without_cuda_is_a_clear_value_error() -> None:
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        make_agent("RL-U", ENV_ID, env_kwargs=GRID, device="cuda")

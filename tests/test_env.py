@@ -363,7 +363,7 @@ def test_unknown_kwargs_name_the_argument_and_the_allowed_ones() -> None:
         ({"R1": float("nan")}, "R1"),
         ({"direction": "sideways"}, "direction must be one of"),
         ({"illegal_action": "ignore"}, "illegal_action must be one of"),
-        ({"render_mode": "human"}, "render_mode"),
+        ({"render_mode": "video"}, "render_mode"),
     ],
 )
 @pytest.mark.filterwarnings("ignore:.*render_mode:UserWarning")

@@ -13,49 +13,97 @@ from hypothesis import strategies as st
 from gfn_envs.tasks.hypergrid import HyperGrid
 
 
-def band_counts(height: int, exact: bool = False) -> tuple[int, int]:
-    """Cells per coordinate in band 1 (0.25 < a) and band 2 (0.3 < a < 0.4), a = |i/(H−1) − 1/2|.
+def band_counts(height: int) -> tuple[int, int]:
+    """Cells per coordinate in band 1 (1/4 < a) and band 2 (3/10 < a < 2/5), a = |i/(H−1) − 1/2|.
 
-    Plain Python, independent of the task code. By default a is evaluated in float64 as the paper's
-    code does; ``exact=True`` uses rationals instead. They differ on cells that sit exactly on a
-    band edge: on H = 256, i = 204 has a = 3/10 exactly but 0.30000000000000004 in float64.
+    Plain Python with exact rationals, independent of the task code (which uses integers).
     """
     c1 = c2 = 0
     for i in range(height):
-        if exact:
-            a = abs(Fraction(i, height - 1) - Fraction(1, 2))
-            c1 += a > Fraction(1, 4)
-            c2 += Fraction(3, 10) < a < Fraction(2, 5)
-        else:
-            a = abs(i / (height - 1) - 0.5)
-            c1 += a > 0.25
-            c2 += 0.3 < a < 0.4
+        a = abs(Fraction(i, height - 1) - Fraction(1, 2))
+        c1 += a > Fraction(1, 4)
+        c2 += Fraction(3, 10) < a < Fraction(2, 5)
     return c1, c2
 
 
-def closed_form_log_z(
-    ndim: int, height: int, R0: float, R1: float, R2: float, exact: bool = False
-) -> float:
+def closed_form_log_z(ndim: int, height: int, R0: float, R1: float = 0.5, R2: float = 2.0) -> float:
     """log Σ_x R(x) for the "original" reward: the band indicators are products over coordinates,
     so Σ_x ∏_d 1[band(x_d)] = (cells in the band per coordinate)^ndim."""
-    c1, c2 = band_counts(height, exact)
+    c1, c2 = band_counts(height)
     return math.log(R0 * height**ndim + R1 * c1**ndim + R2 * c2**ndim)
 
 
-def test_log_partition_2x256_matches_the_paper_value_by_closed_form() -> None:
-    log_z = closed_form_log_z(2, 256, 0.01, 0.5, 2.0)
-    assert log_z == pytest.approx(9.55033, abs=5e-6)
-    task = HyperGrid(ndim=2, height=256, R0=0.01, R1=0.5, R2=2.0)
-    assert task.log_partition() == pytest.approx(log_z, abs=1e-6)
+PAPER_GRIDS = [
+    # (ndim, height, log Z* at R0 = 0.01, R1 = 0.5, R2 = 2), the values of the paper's code
+    (2, 16, 3.75091),
+    (2, 64, 6.73454),
+    (2, 128, 8.17859),
+    (2, 256, 9.53585),
+    (3, 32, 7.94011),
+    (4, 16, 7.91402),
+    (4, 8, 5.30311),
+]
 
 
-def test_paper_value_relies_on_float64_band_edges() -> None:
-    """The published 9.55033 counts the edge cell i = 204 in band 2 (its mirror i = 51 rounds to
-    exactly 0.3 and stays out); exact rational arithmetic gives 50 instead of 51 cells per
-    coordinate and log Z* = 9.53585. The task follows the paper's float64 convention."""
-    assert band_counts(256) == (128, 51)
-    assert band_counts(256, exact=True) == (128, 50)
-    assert closed_form_log_z(2, 256, 0.01, 0.5, 2.0, exact=True) == pytest.approx(9.53585, abs=5e-6)
+@pytest.mark.parametrize(("ndim", "height", "log_z_star"), PAPER_GRIDS)
+def test_log_partition_equals_the_closed_form_on_the_paper_grids(
+    ndim: int, height: int, log_z_star: float
+) -> None:
+    assert closed_form_log_z(ndim, height, 0.01) == pytest.approx(log_z_star, abs=5e-6)
+    task = HyperGrid(ndim=ndim, height=height, R0=0.01, R1=0.5, R2=2.0)
+    assert task.log_partition() == pytest.approx(log_z_star, abs=5e-6)
+
+
+def assert_mirror_symmetric(task: HyperGrid) -> None:
+    states = task.all_states()
+    log_r = task.log_reward(states)
+    for axis in range(task.ndim):
+        mirrored = states.clone()
+        mirrored[:, axis] = task.height - 1 - mirrored[:, axis]
+        assert torch.equal(task.log_reward(mirrored), log_r), (task.height, axis)
+
+
+@pytest.mark.parametrize("reward", ["original", "cosine"])
+def test_reward_is_symmetric_under_mirroring_every_axis_for_every_height(reward: str) -> None:
+    """R(x) = R(x with x_d replaced by H−1−x_d), for every axis d and every H from 2 to 300.
+
+    A float64 evaluation of a_d broke this on 16 × 16 (x = 12 inside band 2, its mirror 3 not)."""
+    for height in range(2, 301):
+        assert_mirror_symmetric(HyperGrid(ndim=2, height=height, reward=reward, R0=0.01))
+    assert_mirror_symmetric(HyperGrid(ndim=3, height=32, reward=reward, R0=0.01))
+    assert_mirror_symmetric(HyperGrid(ndim=4, height=16, reward=reward, R0=0.01))
+
+
+def test_bands_equal_the_float32_arithmetic_of_the_reference_code_on_the_paper_grids() -> None:
+    """GFN-PG and torchgfn compare a = |x/(H−1) − 0.5| in float32 with the band edges; on every
+    paper grid that agrees with exact arithmetic. (On some other heights, e.g. H = 11, float32 is
+    itself asymmetric at an edge, and the exact rule is the symmetric one.)"""
+    for height in sorted({h for _, h, _ in PAPER_GRIDS}):
+        x = torch.arange(height, dtype=torch.float32)
+        a = (x / (height - 1) - 0.5).abs()
+        float32_counts = (int((a > 0.25).sum()), int(((a > 0.3) & (a < 0.4)).sum()))
+        assert float32_counts == band_counts(height), height
+
+
+def test_true_distribution_and_log_partition_equal_torchgfn() -> None:
+    """Where torchgfn is installed (the benchmark venv, extra ``anchor``), its HyperGrid defines the
+    same target: equal log Z* and equal P*(x) cell by cell."""
+    gym = pytest.importorskip("gfn.gym")
+    for ndim, height, _ in PAPER_GRIDS:
+        theirs = gym.HyperGrid(
+            ndim=ndim,
+            height=height,
+            reward_fn_str="original",
+            reward_fn_kwargs={"R0": 0.01, "R1": 0.5, "R2": 2.0},
+            calculate_partition=True,
+            store_all_states=True,
+        )
+        ours = HyperGrid(ndim=ndim, height=height, R0=0.01, R1=0.5, R2=2.0)
+        assert theirs.log_partition() == pytest.approx(ours.log_partition(), abs=1e-5)
+        cells = theirs.all_states.tensor.long()
+        p_theirs = theirs.true_dist().double()
+        p_ours = ours.true_distribution()[ours.state_index(cells)]
+        torch.testing.assert_close(p_ours, p_theirs, atol=1e-6, rtol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -65,9 +113,7 @@ def test_log_partition_matches_closed_form_on_other_grids(
     ndim: int, height: int, R0: float
 ) -> None:
     task = HyperGrid(ndim=ndim, height=height, R0=R0)
-    assert task.log_partition() == pytest.approx(
-        closed_form_log_z(ndim, height, R0, 0.5, 2.0), abs=1e-6
-    )
+    assert task.log_partition() == pytest.approx(closed_form_log_z(ndim, height, R0), abs=1e-6)
 
 
 def test_original_reward_values_by_hand() -> None:
