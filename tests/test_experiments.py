@@ -117,7 +117,7 @@ def test_sb3_baseline_restarts_from_scratch(tmp_path: Path) -> None:
         TINY.read_text().split("[claims]")[0]
         + '[[agents]]\nname = "PPO-soft"\nkwargs = { n_envs = 4, n_steps = 16, batch_size = 32 }\n'
     )
-    experiment = load_experiment(config)
+    experiment = load_experiment(config, quick=True)  # 96 trajectories
     whole = RunJob(experiment, "PPO-soft", 0, str(tmp_path / "a"), checkpoint_seconds=0)
     assert execute_run(whole)["status"] == "finished"
     cut = RunJob(experiment, "PPO-soft", 0, str(tmp_path / "b"), checkpoint_seconds=0, stop_after=1)
@@ -127,7 +127,7 @@ def test_sb3_baseline_restarts_from_scratch(tmp_path: Path) -> None:
     )
     resumed = rows(cut.run_dir / "curve.jsonl")
     assert without_time(resumed) == without_time(rows(whole.run_dir / "curve.jsonl"))
-    assert resumed[-1]["trajectories"] >= 192 and "logz_error" not in resumed[-1]
+    assert resumed[-1]["trajectories"] >= 96 and "logz_error" not in resumed[-1]
     assert (cut.run_dir / "model.pt").exists()
 
 
@@ -320,3 +320,28 @@ def test_claims_and_report_are_computed_from_fixture_curves(tmp_path: Path) -> N
     assert sampled["figures"] == ["top_k_reward.png", "modes_found.png", "top_k_diversity.png"]
     grid_figures = json.loads((folders / "grid-reproduced" / "summary.json").read_text())["figures"]
     assert grid_figures == ["tv.png", "jsd.png", "logz_error.png", "mode_mass.png"]
+
+
+def test_sampled_evaluation_never_changes_training(tmp_path: Path) -> None:
+    """On a task too large to enumerate the curve holds sampled statistics, and evaluating more
+    often leaves the final sampler (hence its final draws) unchanged."""
+    text = (
+        'name = "rna"\n[env]\nid = "gfn_envs/RNABinding-v0"\n'
+        "[budget]\ntrajectories = 64\neval_every = EVERY\nseeds = [0]\n"
+        "[evaluation]\nsamples = 50\ntop_k = 5\n"
+        '[[agents]]\nname = "TB"\nkwargs = { batch_size = 16, net_arch = [16] }\n'
+    )
+    finals = []
+    for every in (16, 64):
+        config = tmp_path / f"rna-{every}.toml"
+        config.write_text(text.replace("EVERY", str(every)))
+        job = RunJob(load_experiment(config), "TB", 0, str(tmp_path / str(every)))
+        assert execute_run(job)["status"] == "finished"
+        curve = rows(job.run_dir / "curve.jsonl")
+        assert len(curve) == 64 // every + 1
+        finals.append(
+            {k: v for k, v in curve[-1].items() if k not in ("wall_time", "oracle_calls")}
+        )
+    assert {"top_k_reward", "modes_found", "top_k_diversity", "unique"} <= set(finals[0])
+    assert "tv" not in finals[0]
+    assert finals[0] == finals[1]

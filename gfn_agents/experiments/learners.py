@@ -20,8 +20,8 @@ sampler and writes its weights:
 
 Evaluation is exact (:func:`gfn_agents.evaluate_sampler`) on enumerable tasks; otherwise an agent
 draws ``samples`` terminal objects (with its generator's state restored afterwards, so evaluating
-never changes training) and the task's ``discovery_metrics`` (top-k reward, modes, diversity,
-oracle calls) or, without them, reward statistics are recorded.
+never changes training) and their statistics are recorded (:func:`sampled_statistics`: top-k
+reward, modes, diversity and oracle calls on RNABinding).
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ from gfn_agents import PRESETS, GFlowNetAlgorithm, evaluate_sampler, make_agent
 from gfn_agents.experiments.config import ConfigError, Experiment
 from gfn_agents.experiments.files import write_bytes, write_json
 from gfn_envs.exact import ForwardPolicy, task_of
+from gfn_envs.metrics.sequences import discovery_metrics
 from gfn_envs.task import Task
+from gfn_envs.tasks.rna import RNABinding
 
 SB3_BASELINES: dict[str, tuple[str, str]] = {
     "PPO-soft": ("ppo", "soft"),
@@ -210,11 +212,11 @@ class AgentLearner(Learner):
 
 
 def sampled_statistics(task: Task, objects: torch.Tensor, top_k: int) -> dict[str, float]:
-    """Statistics of sampled terminal objects: the task's ``discovery_metrics`` where it has
-    them, else ``mean_log_reward``, ``max_log_reward`` and ``unique`` (distinct objects)."""
-    discovery = getattr(task, "discovery_metrics", None)
-    if discovery is not None:
-        return discovery(objects, k=top_k)
+    """Statistics of sampled terminal objects: on RNABinding its discovery metrics
+    (:func:`gfn_envs.metrics.sequences.discovery_metrics`), on other tasks ``mean_log_reward``,
+    ``max_log_reward`` and ``unique`` (distinct objects)."""
+    if isinstance(task, RNABinding):
+        return discovery_metrics(task, objects, k=top_k)
     log_rewards = task.log_reward(objects).double()
     return {
         "mean_log_reward": float(log_rewards.mean()),

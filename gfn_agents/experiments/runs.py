@@ -353,6 +353,19 @@ class _Run:
         write_json(self.dir / RECORD, self.record)
 
 
+def _identity(job: RunJob) -> dict[str, Any]:
+    return {"label": job.label, "seed": job.seed, "directory": str(job.run_dir)}
+
+
+def finished(job: RunJob) -> dict[str, Any] | None:
+    """The ``skipped`` outcome of a run that finished before, else None (:class:`ConfigChanged`
+    when its folder holds another config's run)."""
+    record = check_record(job)
+    if record is None or record.get("status") != "finished":
+        return None
+    return {**_identity(job), "status": "skipped", "seconds": 0.0, "final": record.get("final")}
+
+
 def execute_run(job: RunJob) -> dict[str, Any]:
     """Execute (or skip, or resume) one run; return its outcome.
 
@@ -360,14 +373,14 @@ def execute_run(job: RunJob) -> dict[str, Any]:
     run's ``label``, ``seed`` and ``directory``, ``seconds`` of this execution, and ``final``
     metrics or an ``error``.
     """
+    done = finished(job)
+    if done is not None:
+        return done
     torch.set_num_threads(job.threads)
     t0 = time.perf_counter()
-    outcome: dict[str, Any] = {"label": job.label, "seed": job.seed, "directory": str(job.run_dir)}
-    record = check_record(job)
-    if record is not None and record.get("status") == "finished":
-        return {**outcome, "status": "skipped", "seconds": 0.0, "final": record.get("final")}
+    outcome = _identity(job)
     try:
-        run = _Run(job, record)
+        run = _Run(job, check_record(job))
     except Exception as exc:  # noqa: BLE001  (recorded in the outcome; the sweep goes on)
         return {
             **outcome,

@@ -14,7 +14,6 @@ and for 2-D grids ``target_distribution.npy``), one folder per run (see
 from __future__ import annotations
 
 import shlex
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from gfn_agents.experiments.runs import (
     RunJob,
     check_record,
     execute_run,
+    finished,
     grid_distribution,
     machine,
 )
@@ -148,17 +148,28 @@ def run_jobs(
     processes: int = 1,
     report: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> list[dict[str, Any]]:
-    """Execute ``jobs``, ``processes`` at a time (in this process when 1); return the outcomes."""
+    """Execute ``jobs``, ``processes`` at a time (in this process when 1); return the outcomes.
+
+    Runs that finished before are reported as skipped without starting a process.
+    """
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes!r}")
     outcomes: list[dict[str, Any]] = []
-    if processes == 1:
-        for job in jobs:
+    pending = []
+    for job in jobs:
+        done = finished(job)
+        if done is None:
+            pending.append(job)
+        else:
+            outcomes.append(done)
+            report(_describe(done))
+    if min(processes, len(pending)) <= 1:
+        for job in pending:
             outcomes.append(execute_run(job))
             report(_describe(outcomes[-1]))
         return outcomes
     with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(execute_run, job) for job in jobs]
+        futures = [pool.submit(execute_run, job) for job in pending]
         try:
             for future in as_completed(futures):
                 outcomes.append(future.result())
@@ -167,7 +178,3 @@ def run_jobs(
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     return outcomes
-
-
-def stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
