@@ -100,8 +100,9 @@ def test_interrupted_run_resumes_to_the_uninterrupted_curve(tmp_path: Path, labe
     curve = cut.run_dir / "curve.jsonl"
     stopped = rows(curve)
     assert len(stopped) == 3
-    with open(curve, "a") as f:  # an evaluation written after the last checkpoint
+    with open(curve, "a") as f:  # an evaluation after the last checkpoint, and one cut off
         f.write(json.dumps({**stopped[-1], "trajectories": 10_000, "tv": -1.0}) + "\n")
+        f.write('{"trajectories": 10_0')
     resumed = execute_run(RunJob(experiment, label, 1, str(tmp_path / "b"), checkpoint_seconds=0))
     assert resumed["status"] == "finished"
     assert without_time(rows(curve)) == without_time(rows(whole.run_dir / "curve.jsonl"))
@@ -129,6 +130,19 @@ def test_sb3_baseline_restarts_from_scratch(tmp_path: Path) -> None:
     assert without_time(resumed) == without_time(rows(whole.run_dir / "curve.jsonl"))
     assert resumed[-1]["trajectories"] >= 96 and "logz_error" not in resumed[-1]
     assert (cut.run_dir / "model.pt").exists()
+
+
+def test_a_failed_run_is_recorded_and_retried(tmp_path: Path, capsys) -> None:
+    """A run that fails is reported as failed, with the error, and runs again on the next call."""
+    experiment = load_experiment(TINY, quick=True)
+    failing = RunJob(experiment, "TB", 0, str(tmp_path), device="cuda:99")
+    outcome = execute_run(failing)
+    assert outcome["status"] == "failed" and "cuda:99" in outcome["error"]
+    ok = RunJob(experiment, "TB", 0, str(tmp_path))
+    assert execute_run(ok)["status"] == "finished"
+    with pytest.raises(SystemExit) as exc:  # the command line refuses the device up front
+        main(["run", str(TINY), "--device", "cuda:99", "--out", str(tmp_path / "out")])
+    assert exc.value.code == 2 and "--device" in capsys.readouterr().err
 
 
 def test_changed_config_is_an_error_not_a_mix(tmp_path: Path, capsys) -> None:

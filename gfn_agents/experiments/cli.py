@@ -24,6 +24,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from gfn_agents.experiments.config import ConfigError, load_experiment
 from gfn_agents.experiments.report import write_report, write_results
 from gfn_agents.experiments.runs import ConfigChanged
@@ -104,6 +106,14 @@ def _options(args: argparse.Namespace, seeds: Sequence[int] | None = None) -> Op
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if args.checkpoint_seconds < 0:
         raise ValueError(f"--checkpoint-seconds must be >= 0, got {args.checkpoint_seconds}")
+    try:
+        device = torch.device(args.device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"--device must be like cpu, cuda or cuda:0, got {args.device!r}"
+        ) from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {args.device}: CUDA is not available or has no such GPU")
     out = args.out or ("runs/quick" if args.quick else "runs")
     return Options(
         out=out,

@@ -133,6 +133,11 @@ class Learner(ABC):
     def forward_policy(self) -> ForwardPolicy:
         """The sampler as ``(obs, mask) -> log-probs`` (for the exact DP)."""
 
+    @property
+    def log_z(self) -> float | None:
+        """The learned log Z, or None for learners without one."""
+        return None
+
     @abstractmethod
     def learn(self, total: int, on_iteration: Callable[[], bool]) -> None:
         """Train until ``total`` trajectories in all; stop early when ``on_iteration`` is False."""
@@ -186,6 +191,10 @@ class AgentLearner(Learner):
     @property
     def forward_policy(self) -> ForwardPolicy:
         return self.agent.forward_log_probs
+
+    @property
+    def log_z(self) -> float | None:
+        return getattr(self.agent, "log_z", None)
 
     def learn(self, total: int, on_iteration: Callable[[], bool]) -> None:
         remaining = total - self.trajectories

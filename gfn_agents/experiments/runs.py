@@ -8,9 +8,11 @@
 * the checkpoint (``checkpoint.zip`` for agents, ``model.pt`` + ``model.json`` for SB3);
 * ``run.json``: the config hash, seed, budget, package versions, git commit, threads, device,
   machine, every start, the status (``running``, ``interrupted``, ``failed``, ``finished``), the
-  end, the final metrics, the seconds spent evaluating and checkpointing, and the CPU seconds of
-  the run's process (training, evaluation and checkpoints; all summed over restarts);
-* ``terminal_distribution.npy`` on 2-D grids: the learned P_F^T as an H × H array.
+  end, the final metrics, and the seconds of training, of evaluation, of checkpoints and of the
+  runner's own bookkeeping (records, curve lines, the heatmap's file), and the CPU seconds of the
+  run's process, all summed over restarts;
+* ``terminal_distribution.npy`` on 2-D grids: the learned P_F^T as an H × H array (the final
+  evaluation and this file share one policy pass, :class:`FrozenSampler`).
 
 **Evaluation schedule.** At 0 trajectories, then at the first iteration boundary at or after each
 multiple of ``eval_every`` (one evaluation per multiple, even when an iteration crosses several),
@@ -46,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gfn_agents import evaluate_sampler
 from gfn_agents.experiments.config import Experiment
 from gfn_agents.experiments.files import read_json, write_bytes, write_json, write_npy
 from gfn_agents.experiments.learners import (
@@ -55,7 +58,7 @@ from gfn_agents.experiments.learners import (
     Learner,
     build_learner,
 )
-from gfn_envs.exact import ForwardPolicy, exact_distribution
+from gfn_envs.exact import StateLookup, distribution_from_probs, policy_probs
 from gfn_envs.task import Task
 from gfn_envs.tasks.hypergrid import HyperGrid
 
@@ -111,12 +114,19 @@ def finite(metrics: dict[str, float]) -> dict[str, float | None]:
 
 
 class Curve:
-    """The append-only ``curve.jsonl`` of a run."""
+    """The append-only ``curve.jsonl`` of a run (a last line cut off mid-write is ignored)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        text = path.read_text() if path.exists() else ""
-        self.rows: list[dict[str, Any]] = [json.loads(line) for line in text.splitlines() if line]
+        lines = (path.read_text() if path.exists() else "").splitlines()
+        self.rows: list[dict[str, Any]] = []
+        for i, line in enumerate(lines):
+            try:
+                self.rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i < len(lines) - 1:
+                    raise ValueError(f"{path}: line {i + 1} is not JSON") from None
+                # a last line cut off by a kill while it was written; the next rewrite drops it
 
     def append(self, row: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
@@ -207,16 +217,40 @@ class EvaluationSchedule:
         self.next = (trajectories // self.every + 1) * self.every
 
 
-def grid_distribution(task: Task, policy: ForwardPolicy | None = None) -> np.ndarray | None:
-    """On a 2-D HyperGrid, the exact terminal distribution of ``policy`` (default: the target
-    R/Z*) as an H × H array indexed ``[x0, x1]``; None on any other task."""
-    if not isinstance(task, HyperGrid) or task.ndim != 2:
-        return None
-    p = task.true_distribution() if policy is None else exact_distribution(task, policy)
+def is_grid_2d(task: Task) -> bool:
+    """Whether the task is a 2-D HyperGrid (whose distributions are drawn as heatmaps)."""
+    return isinstance(task, HyperGrid) and task.ndim == 2
+
+
+def grid_distribution(task: HyperGrid, p: torch.Tensor | None = None) -> np.ndarray:
+    """A distribution over a 2-D grid's cells (default: the target R/Z*) as an H × H array
+    indexed ``[x0, x1]``."""
+    p = task.true_distribution() if p is None else p
     cells = task.terminal_states().cpu().numpy()
     grid = np.zeros((task.height, task.height))
     grid[cells[:, 0], cells[:, 1]] = p.detach().cpu().double().numpy()
     return grid
+
+
+class FrozenSampler:
+    """A learner's forward policy frozen as a table of P_F(·|s) over every enumerated state.
+
+    One policy pass fills the table and gives the terminal distribution (``distribution``); the
+    exact evaluation of the frozen sampler then reads the table (``forward_log_probs``), so the
+    final evaluation and the heatmap share that one pass. ``log_z`` is the learner's, if any.
+    """
+
+    def __init__(self, learner: Learner) -> None:
+        self.task = learner.task
+        probs = policy_probs(self.task, learner.forward_policy)
+        self.distribution = distribution_from_probs(self.task, probs)
+        self._log_probs = probs.log()
+        self._lookup = StateLookup(self.task)
+        if learner.log_z is not None:
+            self.log_z = learner.log_z
+
+    def forward_log_probs(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self._log_probs[self._lookup(obs)].masked_fill(~mask, -torch.inf)
 
 
 # ------------------------------------------------------------------------------ the run
@@ -234,12 +268,13 @@ class _Run:
             job.experiment.budget.eval_every, self.learner.trajectories
         )
         self.evaluations = 0
-        self.paused = {"eval": 0.0, "checkpoint": 0.0}
+        self.paused = {"eval": 0.0, "checkpoint": 0.0, "bookkeeping": 0.0}
         previous = record or {}
         self.totals = {k: previous.get(f"{k}_seconds", 0.0) for k in (*self.paused, "cpu")}
-        self.record = self._start_record(previous)
         self.start = self.last_checkpoint = time.perf_counter()
         self.cpu = time.process_time()
+        with self.pause("bookkeeping"):
+            self.record = self._start_record(previous)
 
     def _resume(self) -> Learner | None:
         if not (self.dir / CHECKPOINT).exists():
@@ -301,17 +336,22 @@ class _Run:
         elapsed = time.perf_counter() - self.start - sum(self.paused.values())
         return self.offset + elapsed
 
-    def evaluate(self) -> None:
+    def evaluate(self, frozen: FrozenSampler | None = None) -> None:
         learner = self.learner
+        wall_time = self.training_seconds()
         with self.pause("eval"):
-            metrics = learner.evaluate(self.job.experiment.evaluation)
+            if frozen is None:
+                metrics = learner.evaluate(self.job.experiment.evaluation)
+            else:
+                metrics = evaluate_sampler(frozen)
         row = {
             "trajectories": learner.trajectories,
             "timesteps": learner.timesteps,
-            "wall_time": self.training_seconds(),
+            "wall_time": wall_time,
             **finite(metrics),
         }
-        self.curve.append(row)
+        with self.pause("bookkeeping"):
+            self.curve.append(row)
         self.schedule.done(learner.trajectories)
 
     def checkpoint(self) -> str:
@@ -336,21 +376,29 @@ class _Run:
         if not self.curve.rows:
             self.evaluate()
         self.learner.learn(self.job.experiment.budget.trajectories, self.on_iteration)
-        if self.curve.rows[-1]["trajectories"] != self.learner.trajectories:
-            self.evaluate()
+        task, final = self.learner.task, self.curve.rows[-1]["trajectories"]
+        evaluate = final != self.learner.trajectories
+        frozen = None
+        if is_grid_2d(task):  # the final evaluation's policy pass, or an extra one for the heatmap
+            with self.pause("eval" if evaluate else "bookkeeping"):
+                frozen = FrozenSampler(self.learner)
+        if evaluate:
+            self.evaluate(frozen)
         checkpoint = self.checkpoint()
-        grid = grid_distribution(self.learner.task, self.learner.forward_policy)
-        if grid is not None:
-            write_npy(self.dir / DISTRIBUTION, grid)
+        if frozen is not None:
+            with self.pause("bookkeeping"):
+                write_npy(self.dir / DISTRIBUTION, grid_distribution(task, frozen.distribution))
         self.finish("finished", checkpoint=checkpoint, final=self.curve.rows[-1])
         return self.curve.rows[-1]
 
     def finish(self, status: str, **fields: Any) -> None:
-        self.record.update(status=status, ended=_now(), **fields)
-        for what, seconds in self.paused.items():
-            self.record[f"{what}_seconds"] = self.totals[what] + seconds
-        self.record["cpu_seconds"] = self.totals["cpu"] + time.process_time() - self.cpu
-        write_json(self.dir / RECORD, self.record)
+        with self.pause("bookkeeping"):
+            self.record.update(status=status, ended=_now(), **fields)
+            self.record["training_seconds"] = self.training_seconds()
+            self.record["cpu_seconds"] = self.totals["cpu"] + time.process_time() - self.cpu
+            for what, seconds in self.paused.items():
+                self.record[f"{what}_seconds"] = self.totals[what] + seconds
+            write_json(self.dir / RECORD, self.record)
 
 
 def _identity(job: RunJob) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from gfn_agents.experiments.runs import (
     execute_run,
     finished,
     grid_distribution,
+    is_grid_2d,
     machine,
 )
 from gfn_envs.exact import task_of
@@ -103,9 +104,9 @@ def write_experiment(experiment: Experiment, exact: bool, options: Options, comm
         "machine": machine(),
     }
     write_json(directory / EXPERIMENT, data)
-    grid = grid_distribution(task_of(gym.make(experiment.env_id, **experiment.env_kwargs)))
-    if grid is not None:
-        write_npy(directory / TARGET, grid)
+    task = task_of(gym.make(experiment.env_id, **experiment.env_kwargs))
+    if is_grid_2d(task):
+        write_npy(directory / TARGET, grid_distribution(task))
     return directory
 
 
