@@ -133,6 +133,11 @@ def main() -> None:
         print(
             f"{what:>4} overhead of the runner: {100 * (med['runner'] / med['plain'] - 1):+.2f} %"
         )
+    print(
+        f"self-accounted (run.json): checkpoints + bookkeeping = median "
+        f"{100 * statistics.median(account):.2f} % [{100 * min(account):.2f}–"
+        f"{100 * max(account):.2f}] of training + evaluation"
+    )
 
 
 if __name__ == "__main__":

@@ -361,7 +361,10 @@ class _Run:
         return name
 
     def on_iteration(self) -> bool:
-        if not self.schedule.due(self.learner.trajectories):
+        trajectories = self.learner.trajectories
+        if trajectories >= self.job.experiment.budget.trajectories:
+            return True  # the last iteration: execute() evaluates and checkpoints the end
+        if not self.schedule.due(trajectories):
             return True
         self.evaluate()
         self.evaluations += 1
