@@ -36,10 +36,12 @@ from tqdm.auto import tqdm
 
 from gfn_agents.checkpoint import read_checkpoint, restore_modules, write_checkpoint
 from gfn_agents.envspec import check_env, env_identity, task_fingerprint
-from gfn_agents.policies import masked_log_softmax
+from gfn_agents.registry import AGENT_CLASSES, agent_class
+from gfn_agents.rollout import sample_trajectories
 from gfn_envs.env import GFlowNetVectorEnv
-from gfn_envs.exact import task_of
+from gfn_envs.scoring import clip_log_rewards, policy_log_probs
 from gfn_envs.task import Task
+from gfn_envs.unwrap import task_of
 
 POLICIES = ("MlpPolicy",)
 
@@ -85,21 +87,6 @@ def check_device(device: Any) -> torch.device:
             f"{torch.__version__}, {torch.cuda.device_count()} GPU(s)); use device='cpu'"
         )
     return out
-
-
-def _algorithm_class(name: str) -> type[GFlowNetAlgorithm] | None:
-    """The concrete agent class called ``name`` among the subclasses of GFlowNetAlgorithm."""
-    import gfn_agents
-
-    gfn_agents.import_agents()  # every agent module, so that its classes are subclasses
-
-    stack: list[type[GFlowNetAlgorithm]] = [GFlowNetAlgorithm]
-    while stack:
-        current = stack.pop()
-        if current.__name__ == name and not getattr(current, "__abstractmethods__", None):
-            return current
-        stack.extend(current.__subclasses__())
-    return None
 
 
 class GFlowNetAlgorithm(ABC):
@@ -235,9 +222,7 @@ class GFlowNetAlgorithm(ABC):
 
     def clipped_log_rewards(self, log_rewards: Tensor) -> Tensor:
         """log R̂(x) = max(log R(x), clip) (the paper's −12), or log R(x) without a clip."""
-        if self.log_reward_clip is None:
-            return log_rewards
-        return log_rewards.clamp(min=self.log_reward_clip)
+        return clip_log_rewards(log_rewards, self.log_reward_clip)
 
     @property
     def log_z(self) -> float:
@@ -265,8 +250,8 @@ class GFlowNetAlgorithm(ABC):
     def forward_log_probs(self, obs: Tensor, mask: Tensor) -> Tensor:
         """log P_F(·|s) for observations and masks; the ``forward_policy`` of the exact DP."""
         with torch.no_grad():
-            out = self.networks.forward_outputs(obs.to(self.device, torch.float32))
-            return masked_log_softmax(out[:, : self.task.n_actions], mask.to(self.device))
+            obs = obs.to(self.device, torch.float32)
+            return policy_log_probs(self.networks.forward_outputs, obs, mask.to(self.device))
 
     def predict(
         self,
@@ -318,8 +303,6 @@ class GFlowNetAlgorithm(ABC):
     def sample(self, n: int) -> Tensor:
         """``n`` terminal objects sampled from P_F, ``[n, *state_shape]``."""
         check_positive("n", n, integer=True)
-        from gfn_agents.rollout import sample_trajectories
-
         out = []
         env = (
             self.forward_env
@@ -464,9 +447,13 @@ class GFlowNetAlgorithm(ABC):
         ckpt = read_checkpoint(path, check_device(device))
         meta, path = ckpt.metadata, ckpt.path
         saved_name = str(meta["algorithm"])
-        algorithm = _algorithm_class(saved_name) if cls is GFlowNetAlgorithm else cls
-        if algorithm is None or saved_name != algorithm.__name__:
-            raise ValueError(f"{path} holds a {saved_name}, not a {cls.__name__}")
+        if cls is GFlowNetAlgorithm and saved_name in AGENT_CLASSES:
+            algorithm = agent_class(saved_name)
+        else:
+            algorithm = cls
+        if saved_name != algorithm.__name__:
+            hint = "" if saved_name in AGENT_CLASSES else f"; load it with {saved_name}.load()"
+            raise ValueError(f"{path} holds a {saved_name}, not a {cls.__name__}{hint}")
         saved_env = meta["env"]
         env_kwargs = None
         if env is None:

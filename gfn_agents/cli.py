@@ -38,7 +38,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from gfn_agents import PRESET_SPECS
+from gfn_agents.registry import PRESET_SPECS
 
 PAIR_OPTIONS = ("--env-kwargs", "--agent-kwargs")
 

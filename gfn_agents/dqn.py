@@ -2,7 +2,8 @@
 Networks as Entropy-Regularized RL").
 
 The forward MDP has reward log P_B(s|s') on every move and log R̂(x) on the exit (the rewards of
-:class:`gfn_envs.wrappers.ForwardRewardModel` with log Z = 0), γ = 1 and entropy coefficient 1.
+:class:`gfn_envs.wrappers.ForwardRewardModel` with log Z = 0: minus the forward cost of
+:mod:`gfn_envs.scoring` without its log P_F term), γ = 1 and entropy coefficient 1.
 Its soft-optimal policy π*(a|s) = exp(Q*(s, a) − V*(s)) samples x ∝ R(x), and V*(s0) = log Z*.
 
 **Soft DQN.** Q_θ(s, ·) over the legal actions; π_θ = softmax(Q_θ) over the legal actions. Target:
@@ -44,7 +45,8 @@ from gfn_agents.base import GFlowNetAlgorithm, check_positive, check_unit_interv
 from gfn_agents.checkpoint import load_arrays, save_arrays
 from gfn_agents.policies import check_net_arch, mlp
 from gfn_agents.rollout import sample_trajectories
-from gfn_envs.wrappers import ForwardRewardModel, LogProbPolicy, PolicyLike
+from gfn_envs.scoring import gather, masked_log_softmax
+from gfn_envs.wrappers import CheckedPolicy, ForwardRewardModel, PolicyLike
 
 BUFFER_ARRAYS = (
     "observations",
@@ -156,8 +158,8 @@ class QNetworks(nn.Module):
         self.q_target.requires_grad_(False)
         self.tau = tau
 
-    def forward_outputs(self, obs: Tensor) -> Tensor:
-        """Logits of π_θ = softmax(Q_θ/τ) (masking is the caller's)."""
+    def forward_outputs(self, obs: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Logits of π_θ = softmax(Q_θ/τ) (a :data:`gfn_envs.scoring.Policy`)."""
         return self.q(obs) / self.tau
 
 
@@ -321,7 +323,7 @@ class SoftDQN(GFlowNetAlgorithm):
 
     def set_backward_policy(self, policy: PolicyLike) -> None:
         """Swap P_B and recompute every stored reward with it."""
-        self.rewards.backward_policy = LogProbPolicy(policy, "backward_policy")
+        self.rewards.backward_policy = CheckedPolicy(policy, "backward_policy")
         self.backward_policy = policy
         self.refresh_rewards()
 
@@ -445,7 +447,6 @@ class MunchausenDQN(SoftDQN):
     def _target(self, batch: MaskedSamples) -> Tensor:
         tau = self.temperature
         q = self.networks.q_target(batch.observations) / tau
-        log_pi = q.masked_fill(~batch.masks, -torch.inf).log_softmax(dim=1)
-        log_pi = log_pi.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+        log_pi = gather(masked_log_softmax(q, batch.masks), batch.actions)
         bonus = self.munchausen_alpha * tau * log_pi.clamp(self.log_policy_clip, 0.0)
         return batch.rewards + bonus + self._bootstrap(batch)

@@ -19,7 +19,8 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 
 from gfn_envs import metrics
-from gfn_envs.exact import ForwardPolicy, exact_distribution, task_of
+from gfn_envs.exact import ForwardPolicy, exact_distribution
+from gfn_envs.unwrap import task_of
 
 
 def evaluate_sampler(

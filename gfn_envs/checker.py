@@ -26,8 +26,9 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from torch import Tensor
 
-from gfn_envs.exact import exact_distribution, task_of
+from gfn_envs.exact import exact_distribution
 from gfn_envs.task import Task
+from gfn_envs.unwrap import task_of
 
 
 class GFlowNetContractError(AssertionError):

@@ -28,7 +28,7 @@ from gfn_agents import (
     evaluate_sampler,
     make_agent,
 )
-from gfn_agents.balance import TrajectoryBalance, tb_residuals
+from gfn_agents.balance import TrajectoryBalance, step_costs, tb_residuals
 from gfn_agents.logprobs import step_log_probs
 from gfn_agents.rollout import sample_trajectories
 from gfn_envs.env import GFlowNetVectorEnv
@@ -79,21 +79,21 @@ def test_actor_gradient_with_trajectory_cost_as_advantage_is_half_the_tb_gradien
 ) -> None:
     """With Â_t = S(τ) for every step (no baseline, no centring), the actor loss
     (1/B) Σ_n S(τ_n) Σ_t log P_F(a_t|s_t) has gradient (1/B) Σ_n S_n ∇ log P_F(τ_n), which is ½ of
-    ∇_θ mean_n S_n² (the TB loss), P_B held fixed. Checked on a sampled batch with the agent's own
-    costs (``forward_costs``) and the TB residual of :mod:`gfn_agents.balance`."""
+    ∇_θ mean_n S_n² (the TB loss), P_B held fixed. Checked on a sampled batch with the costs of
+    :func:`gfn_envs.scoring.forward_costs` and the TB residual of :mod:`gfn_agents.balance`."""
     agent = build(name, seed=3)
     assert isinstance(agent, PolicyGradientGFN)
     agent.networks.log_z.data.fill_(0.7)  # a non-trivial log Z
     traj = sample_trajectories(agent.forward_env, agent.networks.forward_outputs, agent.generator)
     lp = step_log_probs(agent.networks, agent.task, traj)
-    costs = agent.forward_costs(traj, lp.log_pf, lp.log_pb)
+    log_z, clip = agent.networks.log_z, agent.log_reward_clip
+    costs = step_costs(traj, lp, log_z.detach(), clip).detach()
     trajectory_costs = traj.per_trajectory_sum(costs)
     params = agent.networks.forward_parameters()
 
     actor_loss = (trajectory_costs[traj.batch_index] * lp.log_pf).sum() / traj.batch_size
     actor_grad = torch.autograd.grad(actor_loss, params, retain_graph=True)
-    log_rewards = agent.clipped_log_rewards(traj.log_rewards)
-    tb_loss = tb_residuals(traj, lp, agent.networks.log_z, log_rewards).pow(2).mean()
+    tb_loss = tb_residuals(traj, lp, log_z, clip).pow(2).mean()
     tb_grad = torch.autograd.grad(tb_loss, params)
 
     assert float(trajectory_costs.abs().mean()) > 0.1  # the identity is not 0 = 0
@@ -109,8 +109,7 @@ def test_log_z_gradient_of_a_training_step_is_half_the_tb_log_z_gradient() -> No
     state = agent.generator.get_state()
     traj = sample_trajectories(agent.forward_env, agent.networks.forward_outputs, agent.generator)
     lp = step_log_probs(agent.networks, agent.task, traj)
-    log_rewards = agent.clipped_log_rewards(traj.log_rewards)
-    tb_loss = tb_residuals(traj, lp, agent.networks.log_z, log_rewards).pow(2).mean()
+    tb_loss = tb_residuals(traj, lp, agent.networks.log_z, agent.log_reward_clip).pow(2).mean()
     (tb_grad,) = torch.autograd.grad(tb_loss, [agent.networks.log_z])
 
     agent.generator.set_state(state)
@@ -397,7 +396,7 @@ def test_rollout_actions_follow_the_tempered_epsilon_mixed_policy(
     env = GFlowNetVectorEnv(n, HyperGrid(ndim=2, height=2), autoreset_mode="disabled", tensors=True)
     logits = torch.tensor([1.0, -0.5, 0.3])
 
-    def policy(obs: torch.Tensor) -> torch.Tensor:
+    def policy(obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return logits.expand(len(obs), 3)
 
     generator = torch.Generator().manual_seed(0)
@@ -420,7 +419,7 @@ def test_rollout_of_a_diverged_policy_is_a_clear_error(value: float, words: str)
     draws, which the env ignores, so the rollout stops at max_length instead of looping."""
     env = GFlowNetVectorEnv(8, HyperGrid(ndim=2, height=4), autoreset_mode="disabled", tensors=True)
 
-    def diverged(obs: torch.Tensor) -> torch.Tensor:
+    def diverged(obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return torch.full((len(obs), 3), value)
 
     with pytest.raises(FloatingPointError, match=words):

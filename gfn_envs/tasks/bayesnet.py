@@ -33,7 +33,8 @@ Enumeration (d ≤ 5)
     (2^20 entries for d = 5). :mod:`gfn_envs.exact` then gives the exact posterior and the exact
     distribution of any sampler.
 Guide (RL-G, paper section 2.7)
-    P_F with the exit logit capped at log 1e−10 in graphs with log R(G) ≤ threshold. The paper's code
+    P_F with the exit probability capped at 1e−10 (then renormalised) in graphs with
+    log R(G) ≤ threshold. The paper's code
     hard-codes 75 nats; here the default threshold is the ``guide_quantile`` quantile (0.75, the
     fraction of states the 2-D HyperGrid guide caps) of the log-rewards of a reference set of graphs:
     all DAGs when d ≤ 5, else 4,096 Erdős–Rényi DAGs with the data's expected edge count (seed 0).
