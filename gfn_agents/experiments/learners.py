@@ -41,10 +41,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 from gfn_agents import PRESETS, GFlowNetAlgorithm, evaluate_sampler, make_agent
 from gfn_agents.experiments.config import ConfigError, Experiment
 from gfn_agents.experiments.files import write_bytes, write_json
-from gfn_envs.exact import ForwardPolicy, task_of
+from gfn_envs.exact import ForwardPolicy
 from gfn_envs.metrics.sequences import discovery_metrics
 from gfn_envs.task import Task
 from gfn_envs.tasks.rna import RNABinding
+from gfn_envs.unwrap import task_of
 
 SB3_BASELINES: dict[str, tuple[str, str]] = {
     "PPO-soft": ("ppo", "soft"),

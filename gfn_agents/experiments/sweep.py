@@ -35,7 +35,7 @@ from gfn_agents.experiments.runs import (
     is_grid_2d,
     machine,
 )
-from gfn_envs.exact import task_of
+from gfn_envs.unwrap import task_of
 
 EXPERIMENT, TARGET = "experiment.json", "target_distribution.npy"
 
