@@ -13,7 +13,7 @@ config's ``eval_every``, and the end), so they do identical training and evaluat
 
 After one untimed warm-up run, the two sides alternate ``--repeats`` times; the script prints
 the median [min–max] wall and CPU seconds of each and the overhead (runner / plain − 1) of the
-medians, with the thread count. On a shared machine the CPU seconds are the steadier of the two;
+medians and of the minima (the least disturbed repeats), with the thread count. On a shared machine the CPU seconds are the steadier of the two;
 the wall seconds also count the runner's file writes. The runner also times its own additions
 (checkpoints, and bookkeeping: records, curve lines with fsync, the heatmap's file) in
 ``run.json``; the script prints them as a share of the run's training and evaluation time, a
@@ -130,8 +130,10 @@ def main() -> None:
         for name, values in times.items():
             low, high = min(t[column] for t in values), max(t[column] for t in values)
             print(f"{what:>4} {name:>6}: median {med[name]:.2f} s [{low:.2f}–{high:.2f}]")
+        low = {k: min(t[column] for t in v) for k, v in times.items()}
         print(
-            f"{what:>4} overhead of the runner: {100 * (med['runner'] / med['plain'] - 1):+.2f} %"
+            f"{what:>4} overhead of the runner: {100 * (med['runner'] / med['plain'] - 1):+.2f} % "
+            f"(medians), {100 * (low['runner'] / low['plain'] - 1):+.2f} % (minima)"
         )
     print(
         f"self-accounted (run.json): checkpoints + bookkeeping = median "

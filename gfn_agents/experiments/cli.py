@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
             "--checkpoint-seconds",
             type=float,
             default=30.0,
-            help="least training seconds between periodic checkpoints (0: every evaluation)",
+            help="least seconds between periodic checkpoints (0: every evaluation)",
         )
 
     run = commands_.add_parser("run", help="run every agent and seed of the configs")

@@ -12,7 +12,7 @@
   runner's own bookkeeping (records, curve lines, the heatmap's file), and the CPU seconds of the
   run's process, all summed over restarts;
 * ``terminal_distribution.npy`` on 2-D grids: the learned P_F^T as an H × H array (the final
-  evaluation and this file share one policy pass, :class:`FrozenSampler`).
+  evaluation and this file share one policy pass, :class:`FinalSampler`).
 
 **Evaluation schedule.** At 0 trajectories, then at the first iteration boundary at or after each
 multiple of ``eval_every`` (one evaluation per multiple, even when an iteration crosses several),
@@ -38,7 +38,7 @@ import platform
 import subprocess
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -58,7 +58,7 @@ from gfn_agents.experiments.learners import (
     Learner,
     build_learner,
 )
-from gfn_envs.exact import StateLookup, distribution_from_probs, policy_probs
+from gfn_envs.exact import exact_distribution
 from gfn_envs.task import Task
 from gfn_envs.tasks.hypergrid import HyperGrid
 
@@ -85,7 +85,7 @@ class RunJob:
         directory: the experiment's output folder.
         threads: torch threads of the run.
         device: torch device of the learner.
-        checkpoint_seconds: least training time between periodic checkpoints.
+        checkpoint_seconds: least seconds between periodic checkpoints (0: at every evaluation).
         stop_after: stop (:class:`RunInterrupted`) after this many periodic evaluations; for tests.
     """
 
@@ -232,25 +232,42 @@ def grid_distribution(task: HyperGrid, p: torch.Tensor | None = None) -> np.ndar
     return grid
 
 
-class FrozenSampler:
-    """A learner's forward policy frozen as a table of P_F(·|s) over every enumerated state.
+class _Memo:
+    """A forward policy that keeps its answer for each observation tensor it was called with.
 
-    One policy pass fills the table and gives the terminal distribution (``distribution``); the
-    exact evaluation of the frozen sampler then reads the table (``forward_log_probs``), so the
-    final evaluation and the heatmap share that one pass. ``log_z`` is the learner's, if any.
+    The exact DP calls the policy on slices of the task's cached state table, so a second DP right
+    after the first (same parameters) is answered from memory. The observation tensors are kept
+    alive with their answers, so their memory cannot be reused by other tensors meanwhile.
+    """
+
+    def __init__(self, policy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        self.policy = policy
+        self.answers: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        key = (obs.data_ptr(), obs.shape, obs.stride(), obs.dtype, mask.data_ptr(), mask.shape)
+        if key not in self.answers:
+            self.answers[key] = (obs, self.policy(obs, mask))
+        return self.answers[key][1]
+
+
+class FinalSampler:
+    """The learner's sampler at the end, for the final evaluation and the heatmap: both go through
+    one :class:`_Memo` of its policy, so they share one pass over every state.
+
+    It has what :func:`gfn_agents.evaluate_sampler` reads: ``task``, ``forward_log_probs`` and,
+    for learners that learn it, ``log_z``.
     """
 
     def __init__(self, learner: Learner) -> None:
         self.task = learner.task
-        probs = policy_probs(self.task, learner.forward_policy)
-        self.distribution = distribution_from_probs(self.task, probs)
-        self._log_probs = probs.log()
-        self._lookup = StateLookup(self.task)
+        self.forward_log_probs = _Memo(learner.forward_policy)
         if learner.log_z is not None:
             self.log_z = learner.log_z
 
-    def forward_log_probs(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self._log_probs[self._lookup(obs)].masked_fill(~mask, -torch.inf)
+    def grid(self) -> np.ndarray:
+        """The terminal distribution on a 2-D grid (see :func:`grid_distribution`)."""
+        return grid_distribution(self.task, exact_distribution(self.task, self.forward_log_probs))
 
 
 # ------------------------------------------------------------------------------ the run
@@ -336,14 +353,14 @@ class _Run:
         elapsed = time.perf_counter() - self.start - sum(self.paused.values())
         return self.offset + elapsed
 
-    def evaluate(self, frozen: FrozenSampler | None = None) -> None:
+    def evaluate(self, final: FinalSampler | None = None) -> None:
         learner = self.learner
         wall_time = self.training_seconds()
         with self.pause("eval"):
-            if frozen is None:
+            if final is None:
                 metrics = learner.evaluate(self.job.experiment.evaluation)
             else:
-                metrics = evaluate_sampler(frozen)
+                metrics = evaluate_sampler(final)
         row = {
             "trajectories": learner.trajectories,
             "timesteps": learner.timesteps,
@@ -379,18 +396,14 @@ class _Run:
         if not self.curve.rows:
             self.evaluate()
         self.learner.learn(self.job.experiment.budget.trajectories, self.on_iteration)
-        task, final = self.learner.task, self.curve.rows[-1]["trajectories"]
-        evaluate = final != self.learner.trajectories
-        frozen = None
-        if is_grid_2d(task):  # the final evaluation's policy pass, or an extra one for the heatmap
-            with self.pause("eval" if evaluate else "bookkeeping"):
-                frozen = FrozenSampler(self.learner)
-        if evaluate:
-            self.evaluate(frozen)
+        grid = is_grid_2d(self.learner.task)
+        final = FinalSampler(self.learner) if grid else None
+        if self.curve.rows[-1]["trajectories"] != self.learner.trajectories:
+            self.evaluate(final)
         checkpoint = self.checkpoint()
-        if frozen is not None:
-            with self.pause("bookkeeping"):
-                write_npy(self.dir / DISTRIBUTION, grid_distribution(task, frozen.distribution))
+        if final is not None:
+            with self.pause("bookkeeping"):  # a DP over the evaluation's remembered pass
+                write_npy(self.dir / DISTRIBUTION, final.grid())
         self.finish("finished", checkpoint=checkpoint, final=self.curve.rows[-1])
         return self.curve.rows[-1]
 
