@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from gfn_agents import distributed
 from gfn_agents.estimator import AdamUpdate, ValueCritic, estimator_step, optimizer_step
 from gfn_agents.logprobs import StepLogProbs, children_log_pb, step_log_probs
 from gfn_agents.policies import PolicyNetworks
@@ -113,8 +114,8 @@ class CoupledBackward:
         back = sample_trajectories(
             self.env, self.networks.backward_logits, self.generator, starts=traj.objects
         )
-        if len(back.actions) == 0:
-            return {}
+        if distributed.global_count(len(back.actions), back.valid.device) == 0:
+            return {}  # every start is s0 (on every rank of a data-parallel run)
         back_lp = step_log_probs(self.networks, self.task, back, guide=self.guide)
         back_costs = backward_costs(self.reference_log_probs(back_lp), back_lp.log_pb.detach())
         stats = estimator_step(back, back_costs, back_lp.log_pb, self.critic, self.policy_update)
@@ -150,7 +151,7 @@ class GuidedBackward(CoupledBackward):
         return lp.log_guide
 
     def update(self, traj: Trajectories, lp: StepLogProbs, costs: Tensor) -> dict[str, float]:
-        self._guide.observe(traj.objects, traj.log_rewards)
+        self._guide.observe(*distributed.gather_rows(traj.objects, traj.log_rewards))
         return super().update(traj, lp, costs)
 
     def modules(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from gfn_agents import distributed
 from gfn_agents.policies import ValueNetwork
 from gfn_agents.rollout import Trajectories
 from gfn_agents.trpo import trpo_step
@@ -52,12 +53,13 @@ def gae_advantages(traj: Trajectories, costs: Tensor, values: Tensor, lam: float
     """Centred GAE(λ) advantages of per-row ``costs`` under the baseline Ṽ = ``values``.
 
     Â_t = Σ_k λ^k δ_{t+k} with δ_t = c_t + Ṽ(s_{t+1}) − Ṽ(s_t) (Ṽ = 0 after the last row), then
-    Â ← Â − mean(Â) over the batch; ``values`` are detached.
+    Â ← Â − mean(Â); ``values`` are detached. In a data-parallel run the mean is over the rows of
+    every rank (:func:`gfn_agents.distributed.global_mean`).
     """
     values = values.detach()
     deltas = costs + traj.next_values(values) - values
     advantages = discounted_sum(traj, deltas, lam)
-    return advantages - advantages.mean()
+    return advantages - distributed.global_mean(advantages)
 
 
 def advantages_and_returns(

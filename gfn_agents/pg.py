@@ -43,7 +43,7 @@ from gfn_agents.backward import (
     TLMBackward,
     UniformBackward,
 )
-from gfn_agents.base import GFlowNetAlgorithm, check_positive, check_unit_interval
+from gfn_agents.base import GFlowNetAlgorithm
 from gfn_agents.estimator import (
     AdamUpdate,
     PolicyUpdate,
@@ -56,6 +56,7 @@ from gfn_agents.policies import PolicyNetworks
 from gfn_agents.ppo import PpoUpdate
 from gfn_agents.rollout import sample_trajectories
 from gfn_agents.subeb import SubEBBackward, SubEBCritic
+from gfn_agents.validation import check_positive, check_unit_interval
 from gfn_envs.guides import guide_spec, make_guide
 from gfn_envs.scoring import Guide, forward_costs
 
