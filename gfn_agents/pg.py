@@ -53,7 +53,7 @@ from gfn_agents.estimator import (
 )
 from gfn_agents.logprobs import step_log_probs
 from gfn_agents.policies import PolicyNetworks
-from gfn_agents.ppo import PpoUpdate
+from gfn_agents.ppo import MinibatchOrder, PpoUpdate
 from gfn_agents.rollout import sample_trajectories
 from gfn_agents.subeb import SubEBBackward, SubEBCritic
 from gfn_agents.validation import check_positive, check_unit_interval
@@ -198,14 +198,16 @@ class PolicyGradientGFN(GFlowNetAlgorithm):
                 self.backtracks,
             )
         elif self.update == "ppo":
+            self.minibatch_order = MinibatchOrder(self.generator)
             self.policy_update = PpoUpdate(
                 self.networks.forward_outputs,
                 self.optimizer,
-                self.generator,
+                self.minibatch_order,
                 self.n_epochs,
                 self.minibatch_size,
                 self.clip_range,
                 self.target_kl,
+                self.parallel,
             )
         self.backward_learner: BackwardLearner = UniformBackward()
         if self.backward == "tlm":
@@ -253,6 +255,7 @@ class PolicyGradientGFN(GFlowNetAlgorithm):
         return {
             **super()._modules(),
             "value": self.critic.value,
+            **({"minibatch_order": self.minibatch_order} if self.update == "ppo" else {}),
             **self.backward_learner.modules(),
         }
 

@@ -51,6 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from gfn_agents import distributed
+from gfn_envs.scoring import policy_kl
 
 
 def _flat(tensors: tuple[Tensor | None, ...], params: list[nn.Parameter]) -> Tensor:
@@ -60,12 +61,6 @@ def _flat(tensors: tuple[Tensor | None, ...], params: list[nn.Parameter]) -> Ten
             for t, p in zip(tensors, params, strict=True)
         ]
     )
-
-
-def _kl(p_log: Tensor, q_log: Tensor, mask: Tensor) -> Tensor:
-    """Per-row KL(p ‖ q) of masked log-probabilities (masked entries contribute 0)."""
-    terms = p_log.exp() * (p_log - q_log)
-    return torch.where(mask, terms, 0.0).sum(dim=1)
 
 
 def conjugate_gradient(
@@ -200,7 +195,7 @@ def trpo_step(
             fraction = 0.5**k
             torch.nn.utils.vector_to_parameters(start + fraction * full_step, params)
             current = evaluate()
-            new_kl = float(distributed.global_mean(_kl(current, old, mask)))
+            new_kl = float(distributed.global_mean(policy_kl(current, old, mask)))
             new_loss = float(distributed.average(surrogate(current)))
             if new_loss < loss_old and new_kl <= max_kl:
                 return {"trpo_accepted": 1.0, "trpo_step_fraction": fraction, "trpo_kl": new_kl}

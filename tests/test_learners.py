@@ -330,6 +330,7 @@ def test_ppo_with_one_epoch_one_minibatch_and_no_clip_is_rl_u() -> None:
     takes RL-U's step: same gradients and parameters after an iteration from the same seed."""
     rl_u = build("RL-U", seed=7)
     ppo = build("RL-PPO", seed=7, n_epochs=1, minibatch_size=16, clip_range=1e6)
+    ppo.generator.set_state(rl_u.generator.get_state())  # PPO drew its minibatch-order base
     rl_u.train_step()
     stats = ppo.train_step()
     assert stats["ppo_steps"] == 1
