@@ -92,7 +92,13 @@ class Critic(Protocol):
 
 
 class PolicyUpdate(Protocol):
-    """What :func:`estimator_step` needs from a policy update rule."""
+    """What :func:`estimator_step` needs from a policy update rule.
+
+    ``needs_sampling_graph``: whether :meth:`step` differentiates ``log_probs`` (the sampling
+    pass's graph); a rule that re-evaluates the policy itself lets the rollout run without one.
+    """
+
+    needs_sampling_graph: bool
 
     def step(
         self,
@@ -142,6 +148,8 @@ class ValueCritic:
 class AdamUpdate:
     """Policy step: one step of ``optimizer`` on the surrogate loss (plus ``extra_loss``)."""
 
+    needs_sampling_graph = True
+
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
 
@@ -173,6 +181,8 @@ class TrpoUpdate:
         optimizer: the optimiser of ``extra_loss``'s parameters.
         max_kl, cg_iters, backtracks: see :func:`~gfn_agents.trpo.trpo_step`.
     """
+
+    needs_sampling_graph = False
 
     def __init__(
         self,

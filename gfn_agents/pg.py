@@ -27,7 +27,8 @@ The family is three independent choices:
   trajectory likelihood (RL-TLM), or through the Sub-EB loss (SubEB-B).
 
 The costs use the log-probabilities of the sampling pass (no second P_F pass), and P_B at the
-children is evaluated on the same observations.
+children is evaluated on the same observations. The rollout keeps the sampling pass's graph only
+for the Adam update, which differentiates it; TRPO and PPO re-evaluate P_F on the batch.
 """
 
 from __future__ import annotations
@@ -287,7 +288,12 @@ class PolicyGradientGFN(GFlowNetAlgorithm):
         }
 
     def train_step(self) -> dict[str, float]:
-        traj = sample_trajectories(self.forward_env, self.networks.forward_outputs, self.generator)
+        traj = sample_trajectories(
+            self.forward_env,
+            self.networks.forward_outputs,
+            self.generator,
+            grad=self.policy_update.needs_sampling_graph,
+        )
         lp = step_log_probs(
             self.networks,
             self.task,

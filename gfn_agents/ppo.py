@@ -130,6 +130,8 @@ class PpoUpdate:
         parallel: this process's place in a data-parallel run (None in a single process).
     """
 
+    needs_sampling_graph = False
+
     def __init__(
         self,
         policy: Policy,

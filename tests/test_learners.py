@@ -344,12 +344,45 @@ def test_ppo_with_one_epoch_one_minibatch_and_no_clip_is_rl_u() -> None:
         torch.testing.assert_close(a, b)
 
 
-def test_ppo_takes_one_step_per_minibatch_and_epoch_and_stops_at_target_kl() -> None:
+def test_ppo_takes_one_step_per_minibatch_and_epoch() -> None:
     ppo = build("RL-PPO", seed=9, n_epochs=3, minibatch_size=6)
     assert ppo.train_step()["ppo_steps"] == 3 * 3  # minibatches of 6, 6 and 4 trajectories
-    stopped = build("RL-PPO", seed=9, n_epochs=3, minibatch_size=6, target_kl=1e-10)
+
+
+def test_ppo_stops_once_the_approximate_kl_exceeds_one_and_a_half_target_kl() -> None:
+    """With one minibatch per epoch, the check before the second step sees the approximate KL
+    k = mean_rows((ρ − 1) − log ρ) of the policy after the first step. From the same seed, a
+    target_kl just below k/1.5 stops there (one step, reporting k); one just above takes both
+    steps."""
+    first = build("RL-PPO", seed=9, n_epochs=1, minibatch_size=16)
+    old_params = [p.detach().clone() for p in first.networks.forward_parameters()]
+    traj_holder: list[Trajectories] = []
+    original = first.policy_update.step
+
+    def recording(traj: Trajectories, *args: Any, **kwargs: Any) -> dict[str, float]:
+        traj_holder.append(traj)
+        return original(traj, *args, **kwargs)
+
+    first.policy_update.step = recording  # type: ignore[method-assign]
+    first.train_step()
+    (traj,) = traj_holder
+    mask, actions = traj.masks, traj.actions
+    assert traj.outputs is not None
+    old = masked_log_softmax(traj.outputs[:, : mask.shape[1]], mask).gather(1, actions[:, None])
+    with torch.no_grad():
+        new = masked_log_softmax(first.networks.forward_outputs(traj.obs, mask), mask)
+        log_ratio = new.gather(1, actions[:, None]) - old
+        k = float((log_ratio.exp() - 1 - log_ratio).mean())
+    assert k > 0 and any(
+        not torch.equal(a, b)
+        for a, b in zip(old_params, first.networks.forward_parameters(), strict=True)
+    )
+    stopped = build("RL-PPO", seed=9, n_epochs=2, minibatch_size=16, target_kl=0.99 * k / 1.5)
     stats = stopped.train_step()
-    assert stats["ppo_steps"] == 1 and stats["ppo_approx_kl"] > 1.5e-10
+    assert stats["ppo_steps"] == 1
+    assert stats["ppo_approx_kl"] == pytest.approx(k, rel=1e-4)
+    going = build("RL-PPO", seed=9, n_epochs=2, minibatch_size=16, target_kl=1.01 * k / 1.5)
+    assert going.train_step()["ppo_steps"] == 2
 
 
 # ------------------------------------------------------------------------------------- errors
