@@ -56,10 +56,13 @@ ALL_PRESETS = (
 
 
 def small(name: str, **overrides: Any) -> dict[str, Any]:
-    """Small-network kwargs for preset ``name`` (value networks only for the PG family)."""
+    """Small-network kwargs for preset ``name`` (value networks only for the PG family; RL-PPO
+    with minibatches of 4 of the 16 trajectories, so its minibatch order matters)."""
     kwargs = dict(SMALL)
     if PRESETS[name][0] is PolicyGradientGFN:
         kwargs["value_net_arch"] = (32, 32)
+    if name == "RL-PPO":
+        kwargs["minibatch_size"] = 4
     return {**kwargs, **overrides}
 
 
