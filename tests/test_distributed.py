@@ -29,6 +29,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from torch import Tensor
 
 import gfn_envs  # noqa: F401  (registers the ids)
+from gfn_agents import PRESETS as PRESETS_OF
 from gfn_agents import (
     ExactEvalCallback,
     GFlowNetAlgorithm,
@@ -37,7 +38,6 @@ from gfn_agents import (
     distributed,
     make_agent,
 )
-from gfn_agents import PRESETS as PRESETS_OF
 
 WORLD = 2
 
