@@ -18,7 +18,8 @@ of rows at s and W[s, a] = (1/B) Σ_{rows at s taking a} Â (0 for actions no ro
 quantity of the step is a weighted sum over the U distinct states instead of the N rows:
 
     L(θ') = Σ_s Σ_a W[s, a] exp(ℓ'_{s,a} − ℓ_{s,a}),            g = Σ_s Σ_a W[s, a] ∇ℓ_{s,a},
-    D(θ') = (1/B) Σ_s c_s KL(π_θ(·|s) ‖ π_θ'(·|s)),   line-search KL = Σ_s c_s KL_s / Σ_s c_s.
+    D(θ') = (1/B) Σ_s c_s KL(π_θ(·|s) ‖ π_θ'(·|s)),
+    line-search KL = Σ_s c_s KL(π_θ'(·|s) ‖ π_θ(·|s)) / Σ_s c_s.
 
 These are the row sums regrouped, so the step is the one over rows up to float rounding, and the
 network passes of the step (the gradient pass, the Fisher-vector products, the line search's
