@@ -231,7 +231,7 @@ def bench_single_env(repeats: int, n_steps: int) -> None:
 def mlp_policy(
     obs_dim: int, n_actions: int
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """An untrained 4x256 MLP forward policy (the paper's architecture); masked log-softmax."""
+    """An untrained 4x256 MLP forward policy (the paper's architecture), returning logits."""
     torch.manual_seed(0)
     layers: list[torch.nn.Module] = []
     width = obs_dim
@@ -241,7 +241,7 @@ def mlp_policy(
     net = torch.nn.Sequential(*layers, torch.nn.Linear(width, n_actions))
 
     def policy(obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(net(obs).masked_fill(~mask, -torch.inf), dim=1)
+        return net(obs)  # logits; the evaluator normalises them over the legal actions
 
     return policy
 

@@ -94,7 +94,7 @@ def _run_sb3(name: str, seed: int, trajectories: int, every: int) -> dict[str, A
     return {
         "curve": curve,
         "wall": wall,
-        "train_time": tv.history[-1]["seconds"],
+        "train_time": tv.history[-1]["wall_time"],
         **_final_metrics(sb3_forward_policy(model), task),
     }
 

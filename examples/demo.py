@@ -6,8 +6,9 @@ trains for about ``--seconds`` of wall time (default 60). Every ``--eval-every``
 terminal distribution P_F^T of its sampler is computed by dynamic programming over all 256 cells and
 compared with the target P* = R/Z: TV = ½Σ|P_F^T − P*|.
 
-The script prints a table of exact TV against trajectories seen and writes
-``demo_out/tv_vs_trajectories.png`` (TV against trajectories and against wall time) and the
+A progress bar shows each agent's training time, trajectories and latest exact TV. The script then
+prints a table of exact TV against trajectories seen (every agent's final point included) and
+writes ``demo_out/tv_vs_trajectories.png`` (TV against trajectories and against wall time) and the
 raw curves as JSON. Run it with::
 
     .venv/bin/python examples/demo.py [--seconds 60] [--out demo_out]
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
+from tqdm.auto import tqdm
 
 import gfn_envs  # noqa: F401  (registers the ids)
 from gfn_agents import ExactEvalCallback, make_agent
@@ -33,39 +35,51 @@ AGENTS = ("RL-G", "TB")
 
 
 class WallClockLimit(BaseCallback):
-    """Stops training once ``seconds`` of wall time have passed since training started."""
+    """Stops training once ``seconds`` of wall time have passed since training started, with a
+    progress bar over those seconds that shows the trajectories and the latest exact TV."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, name: str, evaluation: ExactEvalCallback) -> None:
         super().__init__()
-        self.seconds = seconds
+        self.seconds, self.name, self.evaluation = seconds, name, evaluation
         self._start = 0.0
+        self._bar: Any = None
 
     def _on_training_start(self) -> None:
         self._start = time.perf_counter()
+        layout = "{desc}: {percentage:3.0f}%|{bar}| {n}/{total} s{postfix}"
+        self._bar = tqdm(total=round(self.seconds), desc=self.name, bar_format=layout)
 
     def _on_step(self) -> bool:
-        return time.perf_counter() - self._start < self.seconds
+        elapsed = min(time.perf_counter() - self._start, self.seconds)
+        self._bar.update(round(elapsed) - self._bar.n)
+        tv = self.evaluation.history[-1]["tv"]
+        self._bar.set_postfix_str(f"trajectories={self.model.num_trajectories}, tv={tv:.4f}")
+        return elapsed < self.seconds
+
+    def _on_training_end(self) -> None:
+        self._bar.close()
 
 
 def train(name: str, seconds: float, eval_every: int, seed: int) -> list[dict[str, float]]:
-    """Train preset ``name`` for about ``seconds``; the exact-evaluation history."""
+    """Train preset ``name`` for about ``seconds``; the exact-evaluation history (the callback
+    also evaluates the final sampler when training stops between evaluations)."""
     agent = make_agent(name, ENV_ID, env_kwargs=GRID, seed=seed)
     evaluation = ExactEvalCallback(eval_freq=eval_every)
-    agent.learn(total_trajectories=10**9, callback=[evaluation, WallClockLimit(seconds)])
-    last = evaluation.history[-1]
-    if last["trajectories"] != agent.num_trajectories:
-        evaluation._evaluate()  # the final sampler, when training stopped between evaluations
+    limit = WallClockLimit(seconds, name, evaluation)
+    agent.learn(total_trajectories=10**9, callback=[evaluation, limit])
     return evaluation.history
 
 
 def print_table(curves: dict[str, list[dict[str, float]]]) -> None:
-    """Exact TV of every agent at each trajectory count any of them was evaluated at."""
+    """Exact TV of every agent at about 12 trajectory counts any of them was evaluated at, plus
+    each agent's final point."""
     counts = sorted({int(row["trajectories"]) for rows in curves.values() for row in rows})
     lookup = {
         name: {int(row["trajectories"]): row for row in rows} for name, rows in curves.items()
     }
     step = max(1, len(counts) // 12)
-    shown = counts[::step] + ([counts[-1]] if (len(counts) - 1) % step else [])
+    finals = {int(rows[-1]["trajectories"]) for rows in curves.values()}
+    shown = sorted(set(counts[::step]) | finals)
     header = f"{'trajectories':>12}" + "".join(f"{name + ' TV':>12}" for name in curves)
     print(header)
     print("-" * len(header))

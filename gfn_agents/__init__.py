@@ -9,45 +9,49 @@
 * ``TB``, ``DB``, ``SubTB``: the balance losses with a learned P_B (``TB-U``, ``DB-U``,
   ``SubTB-U``: uniform P_B);
 * ``SoftDQN``, ``MunchausenDQN``: masked soft and Munchausen DQN (Tiapkin et al. 2024).
+
+The names and presets are listed in :mod:`gfn_agents.registry`. The package imports its modules on
+first use (PEP 562), so ``import gfn_agents`` and ``gfn-train --help`` do not import torch;
+``from gfn_agents import make_agent`` works as usual.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from gfn_agents.balance import DetailedBalance, SubTrajectoryBalance, TrajectoryBalance
-from gfn_agents.base import GFlowNetAlgorithm
-from gfn_agents.dqn import MunchausenDQN, SoftDQN
-from gfn_agents.evaluation import ExactEvalCallback, evaluate_sampler
-from gfn_agents.pg import PolicyGradientGFN
+from gfn_agents.registry import AGENT_CLASSES, PRESET_SPECS, agent_class, make_agent
 
-PRESETS: dict[str, tuple[type[GFlowNetAlgorithm], dict[str, Any]]] = {
-    "RL-U": (PolicyGradientGFN, {"backward": "uniform"}),
-    "RL-B": (PolicyGradientGFN, {"backward": "forward"}),
-    "RL-G": (PolicyGradientGFN, {"backward": "guided"}),
-    "RL-T": (PolicyGradientGFN, {"backward": "uniform", "update": "trpo"}),
-    "TB": (TrajectoryBalance, {"backward": "learned"}),
-    "TB-U": (TrajectoryBalance, {"backward": "uniform"}),
-    "DB": (DetailedBalance, {"backward": "learned"}),
-    "DB-U": (DetailedBalance, {"backward": "uniform"}),
-    "SubTB": (SubTrajectoryBalance, {"backward": "learned"}),
-    "SubTB-U": (SubTrajectoryBalance, {"backward": "uniform"}),
-    "SoftDQN": (SoftDQN, {}),
-    "MunchausenDQN": (MunchausenDQN, {}),
+if TYPE_CHECKING:
+    from gfn_agents.balance import DetailedBalance, SubTrajectoryBalance, TrajectoryBalance
+    from gfn_agents.base import GFlowNetAlgorithm
+    from gfn_agents.dqn import MunchausenDQN, SoftDQN
+    from gfn_agents.evaluation import ExactEvalCallback, evaluate_sampler
+    from gfn_agents.pg import PolicyGradientGFN
+
+_HOMES = {
+    **AGENT_CLASSES,
+    "GFlowNetAlgorithm": "gfn_agents.base",
+    "ExactEvalCallback": "gfn_agents.evaluation",
+    "evaluate_sampler": "gfn_agents.evaluation",
 }
-"""Agent names: the class and the kwargs that define each preset."""
+"""Where each public name lives (imported on first access)."""
 
 
-def make_agent(name: str, env: Any, policy: str = "MlpPolicy", **kwargs: Any) -> GFlowNetAlgorithm:
-    """Build the agent called ``name`` (see :data:`PRESETS`) on ``env``; kwargs override."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown agent {name!r}; choose one of {sorted(PRESETS)}")
-    cls, preset = PRESETS[name]
-    return cls(policy, env, **{**preset, **kwargs})
+def __getattr__(name: str) -> Any:
+    if name == "PRESETS":
+        value: Any = {k: (agent_class(c), dict(kw)) for k, (c, kw) in PRESET_SPECS.items()}
+    elif name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+    else:
+        raise AttributeError(f"module 'gfn_agents' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 __all__ = [
     "PRESETS",
+    "PRESET_SPECS",
     "DetailedBalance",
     "ExactEvalCallback",
     "GFlowNetAlgorithm",

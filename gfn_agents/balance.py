@@ -1,16 +1,22 @@
 """The balance baselines: trajectory balance (TB), detailed balance (DB) and sub-trajectory balance
 (SubTB(λ)), each with a learned or a uniform P_B (the paper's "-B" and "-U").
 
-With d_t = log P_F(s_{t+1}|s_t) − log P_B(s_t|s_{t+1}) per move (the exit move has no P_B factor):
+Every residual is built from the forward cost of :mod:`gfn_envs.scoring`,
+c_t = log P_F(s_{t+1}|s_t) − log P_B(s_t|s_{t+1}) on moves and c_T = log P_F(exit|x) − (log R̂(x) −
+log Z) on the exit, with log R̂ = max(log R, clip). Writing s_0, …, s_{L−1} = x for the states a
+trajectory of L actions acts in and s_L = s_f for the sink:
 
-* **TB** (Malkin et al. 2022): loss = mean_n (log Z + Σ_t d_t − log R̂(x))², with a learned scalar
-  log Z and log R̂ = max(log R, clip).
-* **DB** (Bengio et al. 2023): a state flow log F(s) (an extra output of P_F's network); loss =
-  (1/B) Σ over all transitions of (log F(s) + d − log F(s'))², where the exit transition's target
-  log F(s') is log R(x) (unclipped). log Z is read as log F(s0).
-* **SubTB(λ)** (Madan et al. 2023): over every sub-trajectory s_i … s_j of a trajectory of length
-  L, with log F(s_L) replaced by log R̂(x): residual log F(s_i) + Σ_{i≤t<j} d_t − log F(s_j),
-  weighted by λ^{j−i} normalised within the trajectory, averaged over trajectories.
+* **TB** (Malkin et al. 2022): the residual is the trajectory's summed forward cost
+  S(τ) = Σ_t c_t = log Z + Σ_t log P_F − Σ_t log P_B − log R̂(x), with a learned scalar log Z;
+  loss = mean_n S(τ_n)².
+* **DB** (Bengio et al. 2023): a state flow log F(s) (an extra output of P_F's network); with the
+  costs of log Z = 0 and no clip, residual log F(s_t) + c_t − log F(s_{t+1}) with log F(s_f) = 0,
+  i.e. the exit transition's target is log R(x) (unclipped); loss = (1/B) Σ over all transitions of
+  the squared residuals. log Z is read as log F(s0).
+* **SubTB(λ)** (Madan et al. 2023): with the costs of log Z = 0 (clipped), over every
+  sub-trajectory s_i … s_j (0 ≤ i < j ≤ L) the residual log F(s_i) + Σ_{i≤t<j} c_t − log F(s_j),
+  log F(s_L) = log F(s_f) = 0, weighted by λ^{j−i} normalised within the trajectory, averaged over
+  trajectories. A sub-trajectory that ends in s_f therefore compares with log R̂(x).
 
 Exploration (these losses are off-policy): ε-uniform mixing with ε_k = max(ε_end, ε·decay^k) at
 iteration k (the paper's "γ-decayed noisy sampler"), and a sampling temperature. The gradients use
@@ -28,15 +34,22 @@ from gfn_agents.base import GFlowNetAlgorithm, check_positive, check_unit_interv
 from gfn_agents.logprobs import StepLogProbs, step_log_probs
 from gfn_agents.policies import PolicyNetworks
 from gfn_agents.rollout import Trajectories, sample_trajectories
+from gfn_envs.scoring import forward_costs
 
 BACKWARD = ("learned", "uniform")
 
 
-def tb_residuals(
-    traj: Trajectories, lp: StepLogProbs, log_z: Tensor, log_rewards: Tensor
+def step_costs(
+    traj: Trajectories, lp: StepLogProbs, log_z: float | Tensor, clip: float | None
 ) -> Tensor:
-    """Per-trajectory TB residual log Z + Σ_t (log P_F − log P_B) − log R, ``[B]``."""
-    return log_z + traj.per_trajectory_sum(lp.log_pf - lp.log_pb) - log_rewards
+    """Per-row forward costs c_t of ``traj`` (with their graph), ``[N]``."""
+    log_rewards = traj.log_rewards[traj.batch_index]
+    return forward_costs(lp.log_pf, lp.log_pb, traj.is_last, log_rewards, log_z, clip)
+
+
+def tb_residuals(traj: Trajectories, lp: StepLogProbs, log_z: Tensor, clip: float | None) -> Tensor:
+    """Per-trajectory TB residual S(τ) = Σ_t c_t, ``[B]`` (see the module docstring)."""
+    return traj.per_trajectory_sum(step_costs(traj, lp, log_z, clip))
 
 
 class BalanceGFN(GFlowNetAlgorithm):
@@ -141,8 +154,7 @@ class TrajectoryBalance(BalanceGFN):
     """TB: loss = mean_n (log Z + Σ_t d_t − log R̂(x))² (see the module docstring)."""
 
     def loss(self, traj: Trajectories, lp: StepLogProbs) -> Tensor:
-        log_rewards = self.clipped_log_rewards(traj.log_rewards)
-        return tb_residuals(traj, lp, self.networks.log_z, log_rewards).pow(2).mean()
+        return tb_residuals(traj, lp, self.networks.log_z, self.log_reward_clip).pow(2).mean()
 
 
 class FlowBalanceGFN(BalanceGFN):
@@ -162,13 +174,12 @@ class FlowBalanceGFN(BalanceGFN):
 
 
 class DetailedBalance(FlowBalanceGFN):
-    """DB: (1/B) Σ_transitions (log F(s) + d − log F(s'))², exit target log R(x)."""
+    """DB: (1/B) Σ_transitions (log F(s) + c − log F(s'))², exit target log R(x) (unclipped)."""
 
     def loss(self, traj: Trajectories, lp: StepLogProbs) -> Tensor:
         flows = self._log_flows(traj)
-        targets = traj.next_values(flows, last=0.0)
-        targets = torch.where(traj.is_last, traj.log_rewards[traj.batch_index], targets)
-        residuals = flows + lp.log_pf - lp.log_pb - targets
+        costs = step_costs(traj, lp, 0.0, None)
+        residuals = flows + costs - traj.next_values(flows, last=0.0)
         return residuals.pow(2).sum() / traj.batch_size
 
 
@@ -189,14 +200,13 @@ class SubTrajectoryBalance(FlowBalanceGFN):
 
     def loss(self, traj: Trajectories, lp: StepLogProbs) -> Tensor:
         steps, batch = traj.valid.shape
-        # Position k of a trajectory is the state before its k-th action; position L is x after
-        # exit, whose "flow" is log R̂(x). A_k = log F(s_k) − Σ_{t<k} d_t, residual(i, j) = A_i − A_j.
+        # Position k of a trajectory is the state before its k-th action; position L is s_f, whose
+        # log-flow is 0 (the exit cost holds log R̂(x)). A_k = log F(s_k) − Σ_{t<k} c_t,
+        # residual(i, j) = A_i − A_j. Padding positions are 0 and get weight 0.
         flows = torch.zeros(steps + 1, batch, dtype=lp.log_pf.dtype, device=traj.valid.device)
         flows[:-1][traj.valid] = self._log_flows(traj)
         lengths = traj.lengths
-        log_rewards = self.clipped_log_rewards(traj.log_rewards).to(flows.dtype)
-        flows = flows.scatter(0, lengths.unsqueeze(0), log_rewards.unsqueeze(0))
-        d = traj.to_grid(lp.log_pf - lp.log_pb)
+        d = traj.to_grid(step_costs(traj, lp, 0.0, self.log_reward_clip))
         cum = torch.cat([torch.zeros_like(d[:1]), d.cumsum(0)])
         a = flows - cum
         residuals = a.unsqueeze(1) - a.unsqueeze(0)

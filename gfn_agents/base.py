@@ -1,18 +1,19 @@
 """The algorithm surface every agent shares, in the manner of Stable-Baselines3's ``BaseAlgorithm``.
 
-``Agent(policy, env, **hyperparameters)``; ``learn(total_trajectories=… or total_timesteps=…,
-callback=…, log_interval=…, progress_bar=…, reset_num_timesteps=…)``; ``sample(n)`` for terminal
-objects; ``predict(obs, action_masks=…)``; ``save(path)`` and ``Agent.load(path, env=None)``.
+``Agent(policy, env, **hyperparameters)``; ``learn(total_timesteps, callback=…, log_interval=…,
+progress_bar=…, reset_num_timesteps=…)`` or ``learn(total_trajectories=…, …)``; ``sample(n)`` for
+terminal objects; ``predict(obs, action_masks=…)``; ``save(path)`` and ``Agent.load(path, env=None)``.
 
-* ``env`` is a registered id (with ``env_kwargs``), a Gymnasium env or a vector env of gfn_envs;
-  the agent samples through its own native vector env of ``batch_size`` sub-envs on the same task.
+* ``env`` is a registered id (with ``env_kwargs``; ``HyperGrid-v0`` and ``gfn_envs/HyperGrid-v0``
+  both work), a Gymnasium env or a vector env of gfn_envs; the agent samples through its own native
+  vector env of ``batch_size`` sub-envs on the same task.
 * Callbacks are Stable-Baselines3 ``BaseCallback`` objects; ``on_step`` is called once per training
   iteration. Logging uses SB3's logger (stdout, csv, tensorboard).
 * ``num_timesteps`` counts transitions (actions, exit included) and ``num_trajectories`` complete
   trajectories, over all ``learn`` calls unless ``reset_num_timesteps``.
-* Checkpoints are SB3-style zip files holding the hyperparameters, the env id and kwargs, every
-  network, log Z, the optimizer states and the RNG states, plus a format version; they are written
-  to a temporary file and renamed, so a crash never leaves a half-written checkpoint.
+* Checkpoints (:mod:`gfn_agents.checkpoint`): JSON metadata (hyperparameters, env spec with a task
+  fingerprint, counters) and weights-only tensors (networks, optimizers, RNG states), written
+  atomically; loading never unpickles.
 """
 
 from __future__ import annotations
@@ -20,28 +21,28 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import tempfile
 import time
-import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import Logger, configure
-from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from gfn_agents.policies import masked_log_softmax
+from gfn_agents.checkpoint import read_checkpoint, restore_modules, write_checkpoint
+from gfn_agents.envspec import check_env, env_identity, task_fingerprint
+from gfn_agents.registry import AGENT_CLASSES, agent_class
+from gfn_agents.rollout import sample_trajectories
 from gfn_envs.env import GFlowNetVectorEnv
-from gfn_envs.exact import task_of
+from gfn_envs.scoring import clip_log_rewards, policy_log_probs
 from gfn_envs.task import Task
+from gfn_envs.unwrap import task_of
 
-CHECKPOINT_FORMAT = 1
 POLICIES = ("MlpPolicy",)
 
 
@@ -72,29 +73,20 @@ def _keyword_parameters(cls: type) -> list[str]:
     return sorted(names - {"self", "policy", "env"})
 
 
-def _env_identity(env: Any, env_kwargs: dict[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
-    if isinstance(env, str):
-        return env, dict(env_kwargs or {})
-    if env_kwargs:
-        raise ValueError("env_kwargs are only for an env given by its registered id")
-    spec = getattr(env, "spec", None)
-    if spec is None:
-        return None, {}
-    kwargs = {k: v for k, v in spec.kwargs.items() if k not in ("vectorization_mode", "num_envs")}
-    return spec.id, kwargs
-
-
-def _algorithm_class(name: str) -> type[GFlowNetAlgorithm] | None:
-    """The concrete agent class called ``name`` among the subclasses of GFlowNetAlgorithm."""
-    import gfn_agents  # noqa: F401  (imports every agent module, so its classes are subclasses)
-
-    stack: list[type[GFlowNetAlgorithm]] = [GFlowNetAlgorithm]
-    while stack:
-        current = stack.pop()
-        if current.__name__ == name and not getattr(current, "__abstractmethods__", None):
-            return current
-        stack.extend(current.__subclasses__())
-    return None
+def check_device(device: Any) -> torch.device:
+    """``device`` as a torch.device, or a clear ValueError when it is malformed or unavailable."""
+    try:
+        out = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be like 'cpu', 'cuda' or 'cuda:0', got {device!r}") from exc
+    if out.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if out.type == "cuda" and (out.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"device={str(device)!r} but CUDA is not available or has no such GPU (torch "
+            f"{torch.__version__}, {torch.cuda.device_count()} GPU(s)); use device='cpu'"
+        )
+    return out
 
 
 class GFlowNetAlgorithm(ABC):
@@ -110,12 +102,16 @@ class GFlowNetAlgorithm(ABC):
         log_reward_clip: lower clip of log R in the losses (the paper's −12), or None.
         env_kwargs: kwargs of a registered id.
         seed: seeds network initialisation and sampling; the same seed gives the same run.
-        device: ``"cpu"`` or ``"cuda"``; an env given by its id is built there too.
+        device: ``"cpu"`` or ``"cuda"`` (a ValueError when CUDA is unavailable); an env given by
+            its id is built there too.
         verbose: 0 silent, 1 logs to stdout.
         tensorboard_log: directory for tensorboard and csv logs, or None.
-    """
 
-    preset: ClassVar[str | None] = None
+    Raises:
+        ValueError: for a bad hyperparameter (naming it and what is allowed), an unknown id or an
+            id that is not a gfn_envs task, or an unavailable device.
+        TypeError: for an unknown keyword argument (listing the accepted ones).
+    """
 
     def __init__(
         self,
@@ -143,14 +139,26 @@ class GFlowNetAlgorithm(ABC):
         check_positive("batch_size", batch_size, integer=True)
         check_positive("learning_rate", learning_rate)
         check_positive("lr_z", lr_z)
-        if log_reward_clip is not None and not math.isfinite(log_reward_clip):
+        if log_reward_clip is not None and (
+            isinstance(log_reward_clip, bool)
+            or not isinstance(log_reward_clip, (int, float))
+            or not math.isfinite(log_reward_clip)
+        ):
             raise ValueError(
                 f"log_reward_clip must be a finite number or None, got {log_reward_clip!r}"
             )
-        self.device = torch.device(device)
-        self.env_id, self.env_kwargs = _env_identity(env, env_kwargs)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        if tensorboard_log is not None and not isinstance(tensorboard_log, (str, os.PathLike)):
+            raise ValueError(f"tensorboard_log must be a path or None, got {tensorboard_log!r}")
+        if env_kwargs is not None and not isinstance(env_kwargs, dict):
+            raise ValueError(f"env_kwargs must be a dict or None, got {type(env_kwargs).__name__}")
+        self.device = check_device(device)
+        self.env_id, self.env_kwargs = env_identity(env, env_kwargs)
         if isinstance(env, str):
-            env = gym.make(env, **{"device": str(self.device), **self.env_kwargs})
+            env = gym.make(self.env_id, **{"device": str(self.device), **(env_kwargs or {})})
         self.task: Task = task_of(env)
         if self.task.device != self.device:
             raise ValueError(
@@ -161,7 +169,9 @@ class GFlowNetAlgorithm(ABC):
         self.learning_rate, self.lr_z = float(learning_rate), float(lr_z)
         self.net_arch = tuple(net_arch)
         self.log_reward_clip = log_reward_clip
-        self.seed, self.verbose, self.tensorboard_log = seed, verbose, tensorboard_log
+        self.seed, self.verbose = seed, verbose
+        self.tensorboard_log = None if tensorboard_log is None else os.fspath(tensorboard_log)
+        self._fingerprint: dict[str, Any] | None = None
         self.forward_env = self._vector_env("forward")
         self.backward_env = self._vector_env("backward")
         self.generator = torch.Generator(device=self.device)
@@ -170,9 +180,7 @@ class GFlowNetAlgorithm(ABC):
             torch.manual_seed(seed)
         else:
             self.generator.seed()
-        self.num_timesteps = 0
-        self.num_trajectories = 0
-        self.iteration = 0
+        self.num_timesteps = self.num_trajectories = self.iteration = 0
         self._logger: Logger | None = None
         self._setup_model()
 
@@ -186,16 +194,17 @@ class GFlowNetAlgorithm(ABC):
         """Run one training iteration; return the statistics to log (``transitions`` included)."""
 
     def _hyperparameters(self) -> dict[str, Any]:
-        """Constructor kwargs that rebuild this agent (subclasses extend)."""
+        """Constructor kwargs that rebuild this agent (subclasses extend); JSON values and tuples
+        only. ``tensorboard_log`` is left out on purpose: a checkpoint never chooses where the
+        loading process writes files."""
         return {
             "batch_size": self.batch_size,
             "learning_rate": self.learning_rate,
             "lr_z": self.lr_z,
-            "net_arch": list(self.net_arch),
+            "net_arch": self.net_arch,
             "log_reward_clip": self.log_reward_clip,
             "seed": self.seed,
             "verbose": self.verbose,
-            "tensorboard_log": self.tensorboard_log,
         }
 
     def _modules(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
@@ -213,9 +222,7 @@ class GFlowNetAlgorithm(ABC):
 
     def clipped_log_rewards(self, log_rewards: Tensor) -> Tensor:
         """log R̂(x) = max(log R(x), clip) (the paper's −12), or log R(x) without a clip."""
-        if self.log_reward_clip is None:
-            return log_rewards
-        return log_rewards.clamp(min=self.log_reward_clip)
+        return clip_log_rewards(log_rewards, self.log_reward_clip)
 
     @property
     def log_z(self) -> float:
@@ -243,8 +250,8 @@ class GFlowNetAlgorithm(ABC):
     def forward_log_probs(self, obs: Tensor, mask: Tensor) -> Tensor:
         """log P_F(·|s) for observations and masks; the ``forward_policy`` of the exact DP."""
         with torch.no_grad():
-            out = self.networks.forward_outputs(obs.to(self.device, torch.float32))
-            return masked_log_softmax(out[:, : self.task.n_actions], mask.to(self.device))
+            obs = obs.to(self.device, torch.float32)
+            return policy_log_probs(self.networks.forward_outputs, obs, mask.to(self.device))
 
     def predict(
         self,
@@ -296,8 +303,6 @@ class GFlowNetAlgorithm(ABC):
     def sample(self, n: int) -> Tensor:
         """``n`` terminal objects sampled from P_F, ``[n, *state_shape]``."""
         check_positive("n", n, integer=True)
-        from gfn_agents.rollout import sample_trajectories
-
         out = []
         env = (
             self.forward_env
@@ -314,22 +319,34 @@ class GFlowNetAlgorithm(ABC):
     # ------------------------------------------------------------------ training loop
     def learn(
         self,
-        total_trajectories: int | None = None,
         total_timesteps: int | None = None,
         callback: BaseCallback | list[BaseCallback] | None = None,
         log_interval: int = 10,
+        *,
+        total_trajectories: int | None = None,
         progress_bar: bool = False,
         reset_num_timesteps: bool = True,
     ) -> GFlowNetAlgorithm:
-        """Train until ``total_trajectories`` trajectories or ``total_timesteps`` transitions.
+        """Train for ``total_timesteps`` transitions (SB3's meaning, the positional argument) or
+        ``total_trajectories`` trajectories (keyword); give exactly one. Budgets count from this
+        call when ``reset_num_timesteps``, else from the saved counters (a resumed run continues).
 
-        Budgets count from this call when ``reset_num_timesteps`` is true, and from the agent's
-        saved counters otherwise (so a resumed run continues where it stopped).
+        Training runs whole iterations of ``batch_size`` trajectories and stops after the first
+        iteration that reaches the budget: ``total_trajectories=20_000`` with ``batch_size=128``
+        runs ⌈20000/128⌉ = 157 iterations, 20,096 trajectories; a ``total_timesteps`` budget is
+        passed by less than one iteration's transitions. The progress bar is clamped at the
+        budget, so it ends at 100 %.
+
+        Every ``log_interval`` iterations, at every iteration where a callback recorded values
+        (an evaluation) and at the last one, the training statistics are dumped to the logger with
+        what the callbacks recorded in that iteration; ``on_training_end`` records (the final
+        evaluation) land in the last row.
         """
         if (total_trajectories is None) == (total_timesteps is None):
-            raise ValueError("give exactly one of total_trajectories and total_timesteps")
+            raise ValueError("give exactly one of total_timesteps and total_trajectories")
+        name = "total_trajectories" if total_trajectories is not None else "total_timesteps"
         budget = total_trajectories if total_trajectories is not None else total_timesteps
-        check_positive("total_trajectories/total_timesteps", budget, integer=True)
+        check_positive(name, budget, integer=True)
         check_positive("log_interval", log_interval, integer=True)
         if reset_num_timesteps:
             self.num_timesteps = self.num_trajectories = self.iteration = 0
@@ -339,6 +356,10 @@ class GFlowNetAlgorithm(ABC):
 
         target = budget if reset_num_timesteps else progress() + budget
         callbacks = callback if isinstance(callback, list) else [callback] if callback else []
+        if not all(isinstance(c, BaseCallback) for c in callbacks):
+            raise ValueError(
+                f"callback must be an SB3 BaseCallback, a list or None, got {callback!r}"
+            )
         cb = CallbackList(callbacks)
         cb.init_callback(self)  # type: ignore[arg-type]
         cb.on_training_start(locals(), globals())
@@ -349,6 +370,7 @@ class GFlowNetAlgorithm(ABC):
             unit="traj" if total_trajectories is not None else "step",
         )
         start, start_traj = time.perf_counter(), self.num_trajectories
+        start_iteration = self.iteration
         try:
             while progress() < target:
                 stats = self.train_step()
@@ -356,22 +378,25 @@ class GFlowNetAlgorithm(ABC):
                 self.iteration += 1
                 self.num_trajectories += self.batch_size
                 self.num_timesteps += int(stats.pop("transitions"))
-                bar.update(progress() - before)
-                elapsed = time.perf_counter() - start
-                if self.iteration % log_interval == 0:
+                bar.update(min(progress(), target) - min(before, target))
+                keep_going = cb.on_step()  # evaluations are recorded here, before this dump
+                last = not keep_going or progress() >= target
+                if self.iteration % log_interval == 0 or last or self.logger.name_to_value:
                     for key, value in stats.items():
                         self.logger.record(f"train/{key}", value)
                     self.logger.record("time/iterations", self.iteration)
                     self.logger.record("time/trajectories", self.num_trajectories)
-                    self.logger.record(
-                        "time/trajectories_per_s", (self.num_trajectories - start_traj) / elapsed
-                    )
-                    self.logger.dump(step=self.num_timesteps)
-                if not cb.on_step():
+                    rate = (self.num_trajectories - start_traj) / (time.perf_counter() - start)
+                    self.logger.record("time/trajectories_per_s", rate)
+                    if not last:
+                        self.logger.dump(step=self.num_timesteps)
+                if not keep_going:
                     break
         finally:
             bar.close()
         cb.on_training_end()
+        if self.iteration > start_iteration:
+            self.logger.dump(step=self.num_timesteps)
         return self
 
     # ------------------------------------------------------------------ persistence
@@ -379,74 +404,83 @@ class GFlowNetAlgorithm(ABC):
         return {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write a versioned zip checkpoint atomically (temporary file, then rename)."""
-        path = os.fspath(path)
-        if not path.endswith(".zip"):
-            path += ".zip"
-        data = {
-            "format_version": CHECKPOINT_FORMAT,
+        """Write a checkpoint (:mod:`gfn_agents.checkpoint`) atomically; ``.zip`` is appended
+        when missing. It holds the hyperparameters, the env spec (id, kwargs, task fingerprint),
+        every network and optimizer state, the RNG states and the counters."""
+        if self._fingerprint is None:
+            self._fingerprint = task_fingerprint(self.task)
+        metadata = {
             "algorithm": type(self).__name__,
             "policy": self.policy_name,
-            "env_id": self.env_id,
-            "env_kwargs": self.env_kwargs,
+            "env": {"id": self.env_id, "kwargs": self.env_kwargs, "fingerprint": self._fingerprint},
             "hyperparameters": self._hyperparameters(),
             "num_timesteps": self.num_timesteps,
             "num_trajectories": self.num_trajectories,
             "iteration": self.iteration,
         }
-        params = {name: module.state_dict() for name, module in self._modules().items()}
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".zip.tmp", dir=directory)
-        os.close(fd)
-        try:
-            save_to_zip_file(tmp, data=data, params=params, pytorch_variables=self._rng_state())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        modules = {name: module.state_dict() for name, module in self._modules().items()}
+        write_checkpoint(path, metadata, modules, self._rng_state())
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], env: Any = None, device: str | torch.device = "cpu"
+        cls,
+        path: str | os.PathLike[str],
+        env: Any = None,
+        device: str | torch.device = "cpu",
+        strict_env: bool = True,
+        **kwargs: Any,
     ) -> GFlowNetAlgorithm:
-        """Rebuild an agent from :meth:`save`'s checkpoint; the env is rebuilt from the saved id and
-        kwargs unless ``env`` is given. Training resumes with ``learn(..., reset_num_timesteps=False)``.
+        """Rebuild an agent from :meth:`save`'s checkpoint, never unpickling anything.
+
+        The env is rebuilt from the saved id and kwargs unless ``env`` is given; either way its
+        task must match the saved fingerprint (structure and log R of probe objects), else a
+        ValueError names both specs. ``strict_env=False`` loads into a different task of the
+        same shape with a warning. ``kwargs`` override saved hyperparameters or add ones a
+        checkpoint cannot hold (``tensorboard_log``, a ``guide`` or ``backward_policy`` object).
+        Training resumes with ``learn(..., reset_num_timesteps=False)``.
+
+        Raises:
+            FileNotFoundError: no file at ``path`` (nor at ``path + ".zip"``).
+            ValueError: a damaged, incomplete, foreign or refused file, another algorithm, or a
+                task that does not match.
         """
-        path = os.fspath(path)
-        if not os.path.exists(path) and os.path.exists(path + ".zip"):
-            path += ".zip"
-        try:
-            data, params, variables = load_from_zip_file(path, device=device)
-        except (ValueError, zipfile.BadZipFile, KeyError, RuntimeError, EOFError) as exc:
-            raise ValueError(f"{path} is not a readable gfn-gym checkpoint: {exc}") from exc
-        if not data or data.get("format_version") != CHECKPOINT_FORMAT:
-            found = None if not data else data.get("format_version")
-            raise ValueError(
-                f"{path} has checkpoint format {found!r}; this gfn-gym reads format {CHECKPOINT_FORMAT}"
-            )
-        algorithm = _algorithm_class(data["algorithm"]) if cls is GFlowNetAlgorithm else cls
-        if algorithm is None or data["algorithm"] != algorithm.__name__:
-            raise ValueError(f"{path} holds a {data['algorithm']}, not a {cls.__name__}")
-        if env is None:
-            if data["env_id"] is None:
-                raise ValueError(f"{path} was trained on an unregistered env; pass env= to load()")
-            env, env_kwargs = data["env_id"], data["env_kwargs"]
+        ckpt = read_checkpoint(path, check_device(device))
+        meta, path = ckpt.metadata, ckpt.path
+        saved_name = str(meta["algorithm"])
+        if cls is GFlowNetAlgorithm and saved_name in AGENT_CLASSES:
+            algorithm = agent_class(saved_name)
         else:
-            env_kwargs = None
-        agent = algorithm(
-            data["policy"], env, env_kwargs=env_kwargs, device=device, **data["hyperparameters"]
-        )
+            algorithm = cls
+        if saved_name != algorithm.__name__:
+            hint = "" if saved_name in AGENT_CLASSES else f"; load it with {saved_name}.load()"
+            raise ValueError(f"{path} holds a {saved_name}, not a {cls.__name__}{hint}")
+        saved_env = meta["env"]
+        env_kwargs = None
+        if env is None:
+            if saved_env["id"] is None:
+                raise ValueError(f"{path} was trained on an unregistered env; pass env= to load()")
+            env, env_kwargs = saved_env["id"], saved_env["kwargs"]
         try:
-            for name, module in agent._modules().items():
-                module.load_state_dict(params[name])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise ValueError(f"{path} does not match this agent's networks: {exc}") from exc
-        if variables is None or "generator" not in variables:
-            raise ValueError(f"{path} has no RNG state; it is not a complete gfn-gym checkpoint")
-        agent.generator.set_state(variables["generator"].cpu())
-        torch.set_rng_state(variables["torch"].cpu())
-        agent.num_timesteps = data["num_timesteps"]
-        agent.num_trajectories = data["num_trajectories"]
-        agent.iteration = data["iteration"]
+            agent = algorithm(
+                meta["policy"],
+                env,
+                env_kwargs=env_kwargs,
+                device=device,
+                **{**meta["hyperparameters"], **kwargs},
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path} does not rebuild a {saved_name}: {exc}") from exc
+        context = check_env(
+            path, saved_env, agent.env_id, agent.env_kwargs, agent.task, strict=strict_env
+        )
+        restore_modules(ckpt, agent._modules(), context)
+        try:
+            agent.generator.set_state(ckpt.rng["generator"].cpu())
+            torch.set_rng_state(ckpt.rng["torch"].cpu())
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"{path} is damaged: its RNG state does not load ({exc})") from exc
+        agent.num_timesteps = meta["num_timesteps"]
+        agent.num_trajectories = meta["num_trajectories"]
+        agent.iteration = meta["iteration"]
+        agent._fingerprint = saved_env["fingerprint"] if strict_env else None
         return agent

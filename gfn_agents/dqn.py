@@ -2,7 +2,8 @@
 Networks as Entropy-Regularized RL").
 
 The forward MDP has reward log P_B(s|s') on every move and log R̂(x) on the exit (the rewards of
-:class:`gfn_envs.wrappers.ForwardRewardModel` with log Z = 0), γ = 1 and entropy coefficient 1.
+:class:`gfn_envs.wrappers.ForwardRewardModel` with log Z = 0: minus the forward cost of
+:mod:`gfn_envs.scoring` without its log P_F term), γ = 1 and entropy coefficient 1.
 Its soft-optimal policy π*(a|s) = exp(Q*(s, a) − V*(s)) samples x ∝ R(x), and V*(s0) = log Z*.
 
 **Soft DQN.** Q_θ(s, ·) over the legal actions; π_θ = softmax(Q_θ) over the legal actions. Target:
@@ -37,14 +38,28 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
 from stable_baselines3.common.utils import polyak_update
 from torch import Tensor, nn
 
 from gfn_agents.base import GFlowNetAlgorithm, check_positive, check_unit_interval
+from gfn_agents.checkpoint import load_arrays, save_arrays
 from gfn_agents.policies import check_net_arch, mlp
 from gfn_agents.rollout import sample_trajectories
-from gfn_envs.wrappers import ForwardRewardModel, LogProbPolicy, PolicyLike
+from gfn_envs.scoring import gather, masked_log_softmax
+from gfn_envs.wrappers import CheckedPolicy, ForwardRewardModel, PolicyLike
+
+BUFFER_ARRAYS = (
+    "observations",
+    "next_observations",
+    "actions",
+    "rewards",
+    "dones",
+    "timeouts",
+    "states",
+    "masks",
+    "next_masks",
+)
+"""The arrays of a :class:`MaskableReplayBuffer` that :meth:`SoftDQN.save_replay_buffer` writes."""
 
 
 class MaskedSamples(NamedTuple):
@@ -143,8 +158,8 @@ class QNetworks(nn.Module):
         self.q_target.requires_grad_(False)
         self.tau = tau
 
-    def forward_outputs(self, obs: Tensor) -> Tensor:
-        """Logits of π_θ = softmax(Q_θ/τ) (masking is the caller's)."""
+    def forward_outputs(self, obs: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Logits of π_θ = softmax(Q_θ/τ) (a :data:`gfn_envs.scoring.Policy`)."""
         return self.q(obs) / self.tau
 
 
@@ -276,26 +291,39 @@ class SoftDQN(GFlowNetAlgorithm):
             return float(self.temperature * torch.logsumexp(logits, dim=1)[0])
 
     def save_replay_buffer(self, path: str | os.PathLike[str]) -> None:
-        """Pickle the replay buffer (kept out of :meth:`save`, as in SB3's off-policy agents)."""
-        save_to_pkl(path, self.replay_buffer)
+        """Write the replay buffer as an ``.npz`` of plain arrays (``.npz`` appended when missing),
+        atomically; kept out of :meth:`save`, as in SB3's off-policy agents."""
+        buffer = self.replay_buffer
+        arrays = {name: getattr(buffer, name) for name in BUFFER_ARRAYS}
+        arrays |= {"pos": np.asarray(buffer.pos), "full": np.asarray(buffer.full)}
+        save_arrays(path, type(buffer).__name__, arrays)
 
     def load_replay_buffer(self, path: str | os.PathLike[str]) -> None:
-        """Restore a buffer from :meth:`save_replay_buffer`; with it, ``learn(...,
-        reset_num_timesteps=False)`` after :meth:`load` continues exactly."""
-        buffer = load_from_pkl(path)
-        if not isinstance(buffer, MaskableReplayBuffer):
-            raise ValueError(f"{path} does not hold a MaskableReplayBuffer")
-        if buffer.buffer_size != self.buffer_size:
-            raise ValueError(
-                f"{path} holds a buffer of size {buffer.buffer_size}, this agent's buffer_size is "
-                f"{self.buffer_size}"
-            )
-        buffer.device = self.device
-        self.replay_buffer = buffer
+        """Restore a buffer from :meth:`save_replay_buffer` (read with ``allow_pickle=False``);
+        with it, ``learn(..., reset_num_timesteps=False)`` after :meth:`load` continues exactly.
+        Every array must have this agent's buffer shape and dtype, else a ValueError."""
+        buffer = self.replay_buffer
+        kind = type(buffer).__name__
+        arrays = load_arrays(path, kind, {*BUFFER_ARRAYS, "pos", "full"})
+        for name in BUFFER_ARRAYS:
+            mine, theirs = getattr(buffer, name), arrays[name]
+            if theirs.shape != mine.shape or theirs.dtype != mine.dtype:
+                raise ValueError(
+                    f"{path} holds {name} of shape {theirs.shape} ({theirs.dtype}); this agent's "
+                    f"buffer needs {mine.shape} ({mine.dtype}): another buffer_size or task"
+                )
+        pos, full = arrays["pos"], arrays["full"]
+        if pos.shape != () or pos.dtype.kind not in "iu" or not 0 <= int(pos) < buffer.buffer_size:
+            raise ValueError(f"{path} is damaged: pos {pos.tolist()!r} is not a buffer position")
+        if full.shape != () or full.dtype != np.bool_:
+            raise ValueError(f"{path} is damaged: full must be a boolean, got {full.tolist()!r}")
+        for name in BUFFER_ARRAYS:
+            getattr(buffer, name)[...] = arrays[name]
+        buffer.pos, buffer.full = int(pos), bool(full)
 
     def set_backward_policy(self, policy: PolicyLike) -> None:
         """Swap P_B and recompute every stored reward with it."""
-        self.rewards.backward_policy = LogProbPolicy(policy, "backward_policy")
+        self.rewards.backward_policy = CheckedPolicy(policy, "backward_policy")
         self.backward_policy = policy
         self.refresh_rewards()
 
@@ -419,7 +447,6 @@ class MunchausenDQN(SoftDQN):
     def _target(self, batch: MaskedSamples) -> Tensor:
         tau = self.temperature
         q = self.networks.q_target(batch.observations) / tau
-        log_pi = q.masked_fill(~batch.masks, -torch.inf).log_softmax(dim=1)
-        log_pi = log_pi.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+        log_pi = gather(masked_log_softmax(q, batch.masks), batch.actions)
         bonus = self.munchausen_alpha * tau * log_pi.clamp(self.log_policy_clip, 0.0)
         return batch.rewards + bonus + self._bootstrap(batch)

@@ -19,7 +19,8 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 
 from gfn_envs import metrics
-from gfn_envs.exact import ForwardPolicy, exact_distribution, task_of
+from gfn_envs.exact import ForwardPolicy, exact_distribution
+from gfn_envs.unwrap import task_of
 
 
 def evaluate_sampler(
@@ -52,11 +53,15 @@ def evaluate_sampler(
 
 
 class ExactEvalCallback(BaseCallback):
-    """Every ``eval_freq`` iterations, record the exact metrics against trajectories and wall time.
+    """Exact metrics before training, every ``eval_freq`` iterations and after the last iteration.
 
     The curve is kept in ``self.history`` (a list of dicts with ``trajectories``, ``timesteps``,
-    ``wall_time`` and the metrics) and logged under ``eval/``. Training stops once ``tv`` falls to
-    ``tv_threshold`` when one is given.
+    ``wall_time`` and the metrics) and logged under ``eval/`` (with ``eval/trajectories``, the
+    count the row was evaluated at). Each evaluation is recorded during its own iteration, before
+    the agent dumps that iteration's row; the evaluation before training is dumped at once (step
+    ``num_timesteps``); the final sampler is evaluated at training end unless the last iteration
+    already was, and lands in the last row. Training stops once ``tv`` falls to ``tv_threshold``
+    when one is given. ``wall_time`` excludes the time spent evaluating.
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class ExactEvalCallback(BaseCallback):
         self._start = time.perf_counter()
         if not self.history:
             self._evaluate()
+            self.logger.dump(step=self.model.num_timesteps)
 
     def _evaluate(self) -> dict[str, float]:
         t0 = time.perf_counter()
@@ -86,6 +92,7 @@ class ExactEvalCallback(BaseCallback):
             **result,
         }
         self.history.append(row)
+        self.logger.record("eval/trajectories", self.model.num_trajectories)
         for key, value in result.items():
             self.logger.record(f"eval/{key}", value)
         if self.verbose:
@@ -97,3 +104,7 @@ class ExactEvalCallback(BaseCallback):
             return True
         result = self._evaluate()
         return self.tv_threshold is None or result["tv"] > self.tv_threshold
+
+    def _on_training_end(self) -> None:
+        if not self.history or self.history[-1]["trajectories"] != self.model.num_trajectories:
+            self._evaluate()

@@ -1,7 +1,8 @@
 """Per-step log P_F, log P_B and guide log-probabilities of a trajectory batch.
 
 Every loss (the policy-gradient costs, TB, DB, SubTB, the backward-policy costs) reads its
-log-probabilities from :func:`step_log_probs`, so the conventions live in one place:
+log-probabilities from :func:`step_log_probs`, which computes them with :mod:`gfn_envs.scoring`
+on the rows of a :class:`~gfn_agents.rollout.Trajectories` batch:
 
 * **Forward trajectories**, row i = (s_t, a_t): ``log_pf[i] = log P_F(a_t|s_t)`` (exit included);
   ``log_pb[i] = log P_B(s_t|s_{t+1})`` for moves and 0 for the exit row (P_B has no exit factor).
@@ -10,7 +11,7 @@ log-probabilities from :func:`step_log_probs`, so the conventions live in one pl
 * **Backward trajectories**, row i = (y_k, b_k) with parent p = backward_step(y_k, b_k):
   ``log_pb[i] = log P_B(b_k|y_k)`` from the sampling pass; ``log_pf[i] = log P_F(y_k|p)``, the
   forward move that b_k undoes, without gradient; ``log_guide[i] = log P_G(y_k|p)`` when a guide
-  is given.
+  is given (it receives P_F's normalised log-probabilities at p, as in the reward wrappers).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gfn_agents.policies import PolicyNetworks, masked_log_softmax, uniform_log_probs
+from gfn_agents.policies import PolicyNetworks
 from gfn_agents.rollout import Trajectories
-from gfn_envs.guides import Guide
+from gfn_envs.scoring import Guide, backward_log_probs, guided_log_probs
 from gfn_envs.task import Task
 
 
@@ -33,17 +34,6 @@ class StepLogProbs:
     log_pf: Tensor
     log_pb: Tensor
     log_guide: Tensor | None = None
-
-
-def _backward_log_probs_at(
-    networks: PolicyNetworks, task: Task, obs: Tensor, states: Tensor, actions: Tensor
-) -> Tensor:
-    mask = task.backward_mask(states)
-    if networks.pb is None:
-        log_probs = uniform_log_probs(mask)
-    else:
-        log_probs = masked_log_softmax(networks.backward_logits(obs), mask)
-    return log_probs.gather(1, actions.unsqueeze(1)).squeeze(1)
 
 
 def step_log_probs(
@@ -61,25 +51,21 @@ def step_log_probs(
     """
     if traj.direction == "forward":
         moves = ~traj.is_last
-        child = traj.next_index.clamp(min=0)
+        rows = traj.next_index.clamp(min=0)[moves]
         back = task.backward_action(traj.states[moves], traj.actions[moves])
         log_pb = torch.zeros_like(traj.log_probs)
         with torch.set_grad_enabled(backward_grad and networks.pb is not None):
-            rows = child[moves]
-            log_pb = log_pb.masked_scatter(
-                moves,
-                _backward_log_probs_at(networks, task, traj.obs[rows], traj.states[rows], back),
+            children = backward_log_probs(
+                task, networks.backward_policy, traj.states[rows], back, obs=traj.obs[rows]
             )
+            log_pb = log_pb.masked_scatter(moves, children)
         return StepLogProbs(log_pf=traj.log_probs, log_pb=log_pb)
 
     parents = task.backward_step(traj.states, traj.actions)
     forward_actions = task.forward_action(traj.states, traj.actions)
     with torch.no_grad():
-        logits = networks.forward_outputs(task.encode(parents))[:, : task.n_actions]
-        logits = logits.masked_fill(~task.forward_mask(parents), -torch.inf)
-        log_pf = logits.log_softmax(dim=1).gather(1, forward_actions.unsqueeze(1)).squeeze(1)
-        log_guide = None
-        if guide is not None:
-            objects = traj.objects[traj.batch_index]
-            log_guide = guide.log_prob(parents, forward_actions, logits, objects)
+        objects = traj.objects[traj.batch_index]
+        log_pf, log_guide = guided_log_probs(
+            task, networks.forward_outputs, parents, forward_actions, objects, guide
+        )
     return StepLogProbs(log_pf=log_pf, log_pb=traj.log_probs, log_guide=log_guide)

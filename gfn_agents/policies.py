@@ -1,10 +1,11 @@
 """Networks: masked categorical policies P_F and P_B, state flows, value networks and log Z.
 
-Conventions. P_F's network outputs ``n_actions`` logits (exit last) and, for the balance losses
-that need a state flow, one extra output log F(s) from the same trunk, so one forward pass gives
-both. P_B outputs ``n_backward_actions`` logits. Masked actions get probability 0:
-:func:`masked_log_softmax` puts −inf there, and only rows with at least one legal action are ever
-normalised, so no NaN can appear.
+Conventions. The networks are policies in the sense of :data:`gfn_envs.scoring.Policy`:
+``forward_outputs(obs, mask)`` and ``backward_logits(obs, mask)`` return logits (the mask is
+accepted for the convention and not needed: :func:`gfn_envs.scoring.masked_log_softmax` gives the
+masked actions probability 0). P_F's network outputs ``n_actions`` logits (exit last) and, for the
+balance losses that need a state flow, one extra column log F(s) from the same trunk, so one
+forward pass gives both. P_B outputs ``n_backward_actions`` logits.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from gfn_envs.scoring import Policy
 from gfn_envs.task import Task
 
 
@@ -26,16 +28,6 @@ def mlp(in_dim: int, out_dim: int, hidden: Sequence[int]) -> nn.Sequential:
         width = h
     layers.append(nn.Linear(width, out_dim))
     return nn.Sequential(*layers)
-
-
-def masked_log_softmax(logits: Tensor, mask: Tensor) -> Tensor:
-    """log-softmax over the legal actions (−inf elsewhere). Every row needs a legal action."""
-    return logits.masked_fill(~mask, -torch.inf).log_softmax(dim=-1)
-
-
-def uniform_log_probs(mask: Tensor) -> Tensor:
-    """log-probabilities of the uniform policy over the legal actions of each row."""
-    return (mask.float() / mask.sum(dim=-1, keepdim=True)).log()
 
 
 def check_net_arch(hidden: Sequence[int], name: str) -> tuple[int, ...]:
@@ -92,12 +84,12 @@ class PolicyNetworks(nn.Module):
         networks = cls(task.obs_dim, task.n_actions, task.n_backward_actions, net_arch, **kwargs)
         return networks.to(task.device)
 
-    def forward_outputs(self, obs: Tensor) -> Tensor:
-        """P_F logits ``[B, n_actions]``, followed by log F(s) when ``flow``."""
+    def forward_outputs(self, obs: Tensor, mask: Tensor | None = None) -> Tensor:
+        """P_F logits ``[B, n_actions]``, followed by log F(s) when ``flow`` (the P_F policy)."""
         return self.pf(self.trunk(obs))
 
-    def backward_logits(self, obs: Tensor) -> Tensor:
-        """P_B logits ``[B, n_backward_actions]``; requires ``learn_backward``."""
+    def backward_logits(self, obs: Tensor, mask: Tensor | None = None) -> Tensor:
+        """P_B logits ``[B, n_backward_actions]`` (the P_B policy); requires ``learn_backward``."""
         if self.pb is None:
             raise RuntimeError("this agent's backward policy is uniform")
         return self.pb(self.trunk(obs))
@@ -110,6 +102,11 @@ class PolicyNetworks(nn.Module):
     def backward_parameters(self) -> list[nn.Parameter]:
         """Parameters of P_B's own network or head."""
         return [] if self.pb is None else list(self.pb.parameters())
+
+    @property
+    def backward_policy(self) -> Policy | None:
+        """P_B as a policy for :mod:`gfn_envs.scoring`: None when it is uniform."""
+        return None if self.pb is None else self.backward_logits
 
 
 class ValueNetwork(nn.Module):

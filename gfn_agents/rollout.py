@@ -12,18 +12,14 @@ taken; the last row of each trajectory is the step into s0.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
 import torch
 from torch import Tensor
 
-from gfn_agents.policies import masked_log_softmax, uniform_log_probs
 from gfn_envs.env import GFlowNetVectorEnv
-
-PolicyFn = Callable[[Tensor], Tensor]
-"""Maps observations ``[n, obs_dim]`` to policy outputs whose first columns are the logits."""
+from gfn_envs.scoring import Policy, gather, masked_log_softmax, uniform_log_probs
 
 
 @dataclass
@@ -125,7 +121,7 @@ def _sample_actions(
 
 def sample_trajectories(
     env: GFlowNetVectorEnv,
-    policy: PolicyFn | None,
+    policy: Policy | None,
     generator: torch.Generator,
     starts: Tensor | None = None,
     grad: bool = True,
@@ -141,7 +137,9 @@ def sample_trajectories(
     Args:
         env: a :class:`GFlowNetVectorEnv` with ``autoreset_mode="disabled"`` and ``tensors=True``;
             its direction decides forward or backward sampling.
-        policy: the sampling network (logits first), or None for the uniform policy.
+        policy: the sampling policy ``(obs, mask) -> logits`` (:data:`gfn_envs.scoring.Policy`;
+            columns after the n logits, such as a log-flow head, are kept in
+            :attr:`Trajectories.outputs`), or None for the uniform policy.
         generator: the source of randomness of the actions.
         starts: backward only: the terminal objects to take apart, one per sub-env.
         grad: keep the autograd graph of the policy outputs.
@@ -149,7 +147,8 @@ def sample_trajectories(
 
     Raises:
         FloatingPointError: the policy's outputs hold NaN or inf (a non-finite log-probability,
-            or a trajectory that never ends because only illegal actions could be drawn).
+            or a trajectory that never ends because only illegal actions could be drawn): training
+            has diverged, for instance on NaN log-rewards of the task.
     """
     obs, info = env.reset(options=None if starts is None else {"states": starts})
     n = env.single_action_space.n
@@ -166,15 +165,15 @@ def sample_trajectories(
             )
         alive = ~done
         idx = alive.nonzero().squeeze(1)
-        o = obs[idx]
+        o, mask = obs[idx], info["action_mask"][idx]
         if policy is None:
             logits = torch.zeros(len(idx), n, device=env.device)
         else:
             with torch.set_grad_enabled(grad):
-                out = policy(o)
+                out = policy(o, mask)
             outputs.append(out)
             logits = out[:, :n].detach()
-        actions = _sample_actions(logits, info["action_mask"][idx], generator, epsilon, temperature)
+        actions = _sample_actions(logits, mask, generator, epsilon, temperature)
         # the vector env never writes into a tensor it has returned, so the full-batch states and
         # masks are kept as they are and compacted once at the end
         states.append(info["state"])
@@ -198,11 +197,12 @@ def sample_trajectories(
     else:
         with torch.set_grad_enabled(grad):
             log_probs = masked_log_softmax(flat_outputs[:, :n], flat_masks)
-    taken = log_probs.gather(1, flat_actions.unsqueeze(1)).squeeze(1)
+    taken = gather(log_probs, flat_actions)
     if not bool(torch.isfinite(taken.detach()).all()):
         raise FloatingPointError(
             "the policy's log-probabilities of the sampled actions are not finite: its outputs "
-            "hold NaN or inf (training has diverged; lower the learning rates)"
+            "hold NaN or inf: training has diverged (lower the learning rates) or the task "
+            "returned NaN log-rewards"
         )
     return Trajectories(
         direction=env.direction,

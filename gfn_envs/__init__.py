@@ -14,9 +14,10 @@ from gymnasium.envs.registration import register, registry
 from gfn_envs import metrics
 from gfn_envs.checker import GFlowNetContractError, check_gfn_env, check_task
 from gfn_envs.env import GFlowNetEnv, GFlowNetVectorEnv, make_task
-from gfn_envs.exact import exact_distribution, target_policy, task_of
+from gfn_envs.exact import exact_distribution, target_policy
 from gfn_envs.guides import ExitCapGuide, Guide
 from gfn_envs.task import IllegalActionError, Task
+from gfn_envs.unwrap import task_of
 
 HYPERGRID = "gfn_envs.tasks.hypergrid:HyperGrid"
 

@@ -8,7 +8,7 @@ tasks small enough):
 * masks agree with children and parents: each legal forward move has its undoing backward move legal
   at the child, and each legal backward move has its forward move legal at the parent;
 * s0 has no parent, every other state has one; exit is legal exactly at terminal objects and their
-  log-rewards are not NaN;
+  log-rewards are neither NaN nor +inf;
 * every trajectory ends within ``max_length``; observations have the declared shape and bounds;
 * enumerable tasks: ``all_states`` lists parents before children, ``state_index`` inverts it, the
   true distribution sums to 1 and Σ_x R(x) = Z*, and the exact DP of the uniform policy sums to 1;
@@ -26,8 +26,9 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from torch import Tensor
 
-from gfn_envs.exact import exact_distribution, task_of
+from gfn_envs.exact import exact_distribution
 from gfn_envs.task import Task
+from gfn_envs.unwrap import task_of
 
 
 class GFlowNetContractError(AssertionError):
@@ -78,7 +79,7 @@ def check_task(task: Task, n_walks: int = 64, seed: int = 0) -> None:
     _require(bool((fmask.any(dim=1)).all()), "a state has no legal forward action")
     if bool(terminal.any()):
         log_r = task.log_reward(states[terminal])
-        _require(not bool(torch.isnan(log_r).any()), "log_reward returned NaN")
+        _require(bool((log_r < math.inf).all()), "log_reward returned NaN or +inf")
 
     obs = task.encode(states)
     _require(obs.shape == (len(states), task.obs_dim), "encode() has the wrong shape")

@@ -11,29 +11,20 @@ The edge lists are built once per task and cached on it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from gfn_envs.scoring import Policy, masked_log_softmax
 from gfn_envs.task import Task
+from gfn_envs.unwrap import task_of
 
-ForwardPolicy = Callable[[Tensor, Tensor], Tensor]
-"""``policy(obs [B, obs_dim] float32, mask [B, n_actions] bool) -> log-probs [B, n_actions]``,
-−inf where masked."""
-
-
-def task_of(env: Any) -> Task:
-    """The :class:`Task` behind a task, a Gymnasium env (wrapped or not) or a vector env."""
-    if isinstance(env, Task):
-        return env
-    for candidate in (env, getattr(env, "unwrapped", None)):
-        task = getattr(candidate, "task", None)
-        if isinstance(task, Task):
-            return task
-    raise TypeError(f"expected a gfn_envs task or environment, got {type(env).__name__}")
+ForwardPolicy = Policy
+"""A forward policy with the convention of :data:`gfn_envs.scoring.Policy`:
+``policy(obs [B, obs_dim] float32, mask [B, n_actions] bool) -> logits [B, n_actions]``
+(log-probabilities are valid logits)."""
 
 
 @dataclass
@@ -107,20 +98,32 @@ def dag_structure(task: Task) -> DagStructure:
 
 
 def policy_probs(task: Task, forward_policy: ForwardPolicy, batch_size: int = 65536) -> Tensor:
-    """P_F(a|s) for every enumerated state, float64 ``[N, n_actions]``, in one batched pass."""
+    """P_F(a|s) for every enumerated state, float64 ``[N, n_actions]``, in one batched pass.
+
+    The policy's logits are normalised over the legal actions in float64.
+
+    Raises:
+        ValueError: the policy's output is not ``[B, n_actions]``, or makes no distribution.
+    """
     dag = dag_structure(task)
     chunks = []
     with torch.no_grad():
         for start in range(0, len(dag.states), batch_size):
             obs = dag.obs[start : start + batch_size]
             mask = dag.mask[start : start + batch_size]
-            logp = forward_policy(obs, mask)
-            if logp.shape != mask.shape:
+            logits = forward_policy(obs, mask)
+            if logits.shape != mask.shape:
                 raise ValueError(
-                    f"forward_policy must return log-probs of shape {list(mask.shape)}, "
-                    f"got {list(logp.shape)}"
+                    f"forward_policy must return logits of shape {list(mask.shape)}, "
+                    f"got {list(logits.shape)}"
                 )
-            chunks.append(logp.to(torch.float64).exp().masked_fill(~mask, 0.0))
+            log_probs = masked_log_softmax(logits.to(torch.float64), mask)
+            if bool(log_probs.isnan().any()):
+                raise ValueError(
+                    "forward_policy returned logits that make no distribution over the legal "
+                    "actions (NaN, +inf, or -inf on every legal action of a state)"
+                )
+            chunks.append(log_probs.exp())
     return torch.cat(chunks)
 
 
@@ -144,7 +147,8 @@ def exact_distribution(env: Any, forward_policy: ForwardPolicy, batch_size: int 
     Args:
         env: a task, a Gymnasium env (possibly wrapped) or a vector env of gfn_envs.
         forward_policy: maps a float tensor ``[B, obs_dim]`` and a bool mask ``[B, n_actions]`` to
-            action log-probabilities ``[B, n_actions]`` (−inf where masked).
+            logits ``[B, n_actions]`` (:data:`gfn_envs.scoring.Policy`; log-probabilities are
+            valid logits).
         batch_size: how many states the policy sees per call.
 
     Returns:

@@ -22,18 +22,24 @@ Conventions
 Enumerable tasks also give ``all_states()`` (every state, parents before children), ``state_index``
 (the position of a state in that list) and ``terminal_states()``; the target P*(x) = R(x)/Z* and
 log Z* then follow.
+
+States that come from outside (a backward start, the objects given to a wrapper or a guide) go
+through ``validate_states``, which tasks extend so that it refuses every tensor that is not a state
+of their DAG (the base class checks the dtype and the shape). Log-rewards that reach an exit or the
+enumeration go through ``checked_log_reward``, which refuses NaN and +inf.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from gfn_envs.guides import Guide
+from gfn_envs.rendering import cells_image
 
 
 class IllegalActionError(ValueError):
@@ -145,22 +151,72 @@ class Task(ABC):
             states[live] = self.step(states[live], actions[live])
         raise RuntimeError("a trajectory exceeded max_length; the task's masks are inconsistent")
 
-    def default_guide(self) -> Guide | None:
-        """The guided distribution P_G that RL-G uses on this task, or None if it has none."""
+    def checked_log_reward(self, states: Tensor) -> Tensor:
+        """:meth:`log_reward`, raising ``ValueError`` where it is NaN or +inf.
+
+        −inf (R(x) = 0) is allowed. The message names the task and the first offending object.
+        """
+        log_r = self.log_reward(states)
+        # One reduction: the float64 sum is NaN or +inf exactly when some entry is NaN or +inf
+        # (float32 or float64 entries cannot overflow it).
+        total = float(log_r.sum(dtype=torch.float64))
+        if math.isnan(total) or total == math.inf:
+            i = int((~(log_r < math.inf)).nonzero()[0])
+            raise ValueError(
+                f"{type(self).__name__}.log_reward returned {float(log_r[i])} for the terminal "
+                f"object {states[i].tolist()}; log-rewards must be finite or -inf (R(x) = 0)"
+            )
+        return log_r
+
+    def default_guide(self) -> Any:
+        """The guided distribution P_G that RL-G uses on this task, or None if it has none.
+
+        The object has the methods of :class:`gfn_envs.guides.Guide`; the annotation stays loose
+        because the guides build on this module, which therefore does not import them.
+        """
         return None
 
-    def validate_states(self, states: Tensor, name: str = "states") -> Tensor:
-        """Return ``states`` on the task's device, or raise if shape or dtype are wrong."""
+    def render_rgb(self, state: Tensor) -> np.ndarray:
+        """A small uint8 ``[H, W, 3]`` picture of one state ``[*state_shape]``.
+
+        Default: the entries of the state as a row-major strip of coloured cells, one colour per
+        value, light grey for negative values (empty slots). Tasks override it with a picture of
+        their own (HyperGrid draws its grid).
+        """
+        return cells_image(state.flatten().cpu().numpy())
+
+    def as_state_tensor(self, states: Any, name: str = "states") -> Tensor:
+        """``states`` (tensor or array-like) as a long tensor on the task's device.
+
+        Raises ``TypeError`` naming ``name`` unless the values are integers (bool, float and
+        non-numeric data are refused).
+        """
         if not isinstance(states, Tensor):
-            states = torch.as_tensor(states)
-        if states.dtype.is_floating_point or states.dtype == torch.bool:
+            try:
+                array = np.asarray(states)
+            except (TypeError, ValueError) as error:
+                raise TypeError(f"{name} must be an integer array, got {states!r}") from error
+            if array.dtype.kind not in "iu":
+                raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
+            states = torch.as_tensor(array.astype(np.int64))
+        if states.dtype.is_floating_point or states.dtype.is_complex or states.dtype == torch.bool:
             raise TypeError(f"{name} must be an integer tensor, got dtype {states.dtype}")
-        if tuple(states.shape[1:]) != tuple(self.state_shape):
+        return states.to(device=self.device, dtype=torch.long)
+
+    def validate_states(self, states: Any, name: str = "states") -> Tensor:
+        """``states`` as long ``[B, *state_shape]`` on the task's device, or a clear error.
+
+        The base class checks the dtype (``TypeError``) and the shape (``ValueError``). Tasks
+        extend it (calling ``super()`` first) to refuse values that are not states of their DAG,
+        with a ``ValueError`` that names ``name`` and the problem.
+        """
+        states = self.as_state_tensor(states, name)
+        if states.dim() < 1 or tuple(states.shape[1:]) != tuple(self.state_shape):
             raise ValueError(
                 f"{name} must have shape [B, {', '.join(map(str, self.state_shape))}], "
                 f"got {list(states.shape)}"
             )
-        return states.to(device=self.device, dtype=torch.long)
+        return states
 
     # --------------------------------------------------------------- enumeration
     @property
@@ -191,7 +247,8 @@ class Task(ABC):
         return enum["terminal_position"][self.state_index(states)]
 
     def log_partition(self) -> float:
-        """log Z* = log Σ_x R(x), from the enumerated rewards."""
+        """log Z* = log Σ_x R(x), from the enumerated rewards (``ValueError`` if one is NaN or
+        +inf, see :meth:`checked_log_reward`)."""
         return float(torch.logsumexp(self._enumerate()["log_rewards"], dim=0))
 
     def modes(self) -> Tensor:
@@ -212,7 +269,7 @@ class Task(ABC):
             position = torch.full((len(states),), -1, dtype=torch.long, device=self.device)
             position[terminal] = torch.arange(int(terminal.sum()), device=self.device)
             terminal_states = self.terminal_states()
-            log_rewards = self.log_reward(terminal_states).to(torch.float64)
+            log_rewards = self.checked_log_reward(terminal_states).to(torch.float64)
             self._enumeration = {
                 "terminal_position": position,
                 "log_rewards": log_rewards,

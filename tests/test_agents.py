@@ -18,7 +18,7 @@ import pytest
 import torch
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
-import gfn_agents.base as base_module
+import gfn_agents.checkpoint as checkpoint_module
 import gfn_envs  # noqa: F401  (registers the ids)
 from gfn_agents import (
     PRESETS,
@@ -28,7 +28,7 @@ from gfn_agents import (
     evaluate_sampler,
     make_agent,
 )
-from gfn_agents.balance import TrajectoryBalance, tb_residuals
+from gfn_agents.balance import TrajectoryBalance, step_costs, tb_residuals
 from gfn_agents.logprobs import step_log_probs
 from gfn_agents.rollout import sample_trajectories
 from gfn_envs.env import GFlowNetVectorEnv
@@ -79,21 +79,21 @@ def test_actor_gradient_with_trajectory_cost_as_advantage_is_half_the_tb_gradien
 ) -> None:
     """With Â_t = S(τ) for every step (no baseline, no centring), the actor loss
     (1/B) Σ_n S(τ_n) Σ_t log P_F(a_t|s_t) has gradient (1/B) Σ_n S_n ∇ log P_F(τ_n), which is ½ of
-    ∇_θ mean_n S_n² (the TB loss), P_B held fixed. Checked on a sampled batch with the agent's own
-    costs (``forward_costs``) and the TB residual of :mod:`gfn_agents.balance`."""
+    ∇_θ mean_n S_n² (the TB loss), P_B held fixed. Checked on a sampled batch with the costs of
+    :func:`gfn_envs.scoring.forward_costs` and the TB residual of :mod:`gfn_agents.balance`."""
     agent = build(name, seed=3)
     assert isinstance(agent, PolicyGradientGFN)
     agent.networks.log_z.data.fill_(0.7)  # a non-trivial log Z
     traj = sample_trajectories(agent.forward_env, agent.networks.forward_outputs, agent.generator)
     lp = step_log_probs(agent.networks, agent.task, traj)
-    costs = agent.forward_costs(traj, lp.log_pf, lp.log_pb)
+    log_z, clip = agent.networks.log_z, agent.log_reward_clip
+    costs = step_costs(traj, lp, log_z.detach(), clip).detach()
     trajectory_costs = traj.per_trajectory_sum(costs)
     params = agent.networks.forward_parameters()
 
     actor_loss = (trajectory_costs[traj.batch_index] * lp.log_pf).sum() / traj.batch_size
     actor_grad = torch.autograd.grad(actor_loss, params, retain_graph=True)
-    log_rewards = agent.clipped_log_rewards(traj.log_rewards)
-    tb_loss = tb_residuals(traj, lp, agent.networks.log_z, log_rewards).pow(2).mean()
+    tb_loss = tb_residuals(traj, lp, log_z, clip).pow(2).mean()
     tb_grad = torch.autograd.grad(tb_loss, params)
 
     assert float(trajectory_costs.abs().mean()) > 0.1  # the identity is not 0 = 0
@@ -109,8 +109,7 @@ def test_log_z_gradient_of_a_training_step_is_half_the_tb_log_z_gradient() -> No
     state = agent.generator.get_state()
     traj = sample_trajectories(agent.forward_env, agent.networks.forward_outputs, agent.generator)
     lp = step_log_probs(agent.networks, agent.task, traj)
-    log_rewards = agent.clipped_log_rewards(traj.log_rewards)
-    tb_loss = tb_residuals(traj, lp, agent.networks.log_z, log_rewards).pow(2).mean()
+    tb_loss = tb_residuals(traj, lp, agent.networks.log_z, agent.log_reward_clip).pow(2).mean()
     (tb_grad,) = torch.autograd.grad(tb_loss, [agent.networks.log_z])
 
     agent.generator.set_state(state)
@@ -155,18 +154,18 @@ def test_base_class_load_rebuilds_the_saved_algorithm(tmp_path: Any) -> None:
 def test_corrupt_checkpoint_is_a_clear_value_error(tmp_path: Any) -> None:
     path = tmp_path / "broken.zip"
     path.write_bytes(b"this is not a zip file")
-    with pytest.raises(ValueError, match="not a readable gfn-gym checkpoint"):
+    with pytest.raises(ValueError, match="is damaged or not a gfn-gym checkpoint"):
         PolicyGradientGFN.load(path)
 
 
-def _rewrite_data(src: Any, dst: Any, key: str, value: Any) -> None:
-    """Copy checkpoint ``src`` to ``dst`` with one field of its JSON ``data`` replaced."""
+def _rewrite_metadata(src: Any, dst: Any, key: str, value: Any) -> None:
+    """Copy checkpoint ``src`` to ``dst`` with one field of its ``metadata.json`` replaced."""
     import json
 
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
         for item in zin.infolist():
             payload = zin.read(item.filename)
-            if item.filename == "data":
+            if item.filename == "metadata.json":
                 data = json.loads(payload)
                 data[key] = value
                 payload = json.dumps(data).encode()
@@ -175,8 +174,8 @@ def _rewrite_data(src: Any, dst: Any, key: str, value: Any) -> None:
 
 def test_wrong_format_version_is_a_clear_value_error(tmp_path: Any) -> None:
     build("RL-U").save(tmp_path / "ok.zip")
-    _rewrite_data(tmp_path / "ok.zip", tmp_path / "future.zip", "format_version", 999)
-    with pytest.raises(ValueError, match="checkpoint format 999"):
+    _rewrite_metadata(tmp_path / "ok.zip", tmp_path / "future.zip", "format_version", 999)
+    with pytest.raises(ValueError, match="checkpoint format 999; .* reads format 2 .*newer"):
         PolicyGradientGFN.load(tmp_path / "future.zip")
 
 
@@ -194,12 +193,10 @@ def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path: Any, monkeypatch
     assert sorted(os.listdir(tmp_path)) == ["run.zip"]
     before = (tmp_path / "run.zip").read_bytes()
 
-    def half_written(path: str, **_: Any) -> None:
-        with open(path, "wb") as f:
-            f.write(b"PK half")
+    def disk_full(fd: int) -> None:  # the archive is written, but not yet flushed to disk
         raise OSError("disk full")
 
-    monkeypatch.setattr(base_module, "save_to_zip_file", half_written)
+    monkeypatch.setattr(checkpoint_module.os, "fsync", disk_full)
     agent.learn(total_trajectories=16)
     with pytest.raises(OSError, match="disk full"):
         agent.save(tmp_path / "run.zip")
@@ -399,7 +396,7 @@ def test_rollout_actions_follow_the_tempered_epsilon_mixed_policy(
     env = GFlowNetVectorEnv(n, HyperGrid(ndim=2, height=2), autoreset_mode="disabled", tensors=True)
     logits = torch.tensor([1.0, -0.5, 0.3])
 
-    def policy(obs: torch.Tensor) -> torch.Tensor:
+    def policy(obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return logits.expand(len(obs), 3)
 
     generator = torch.Generator().manual_seed(0)
@@ -422,7 +419,7 @@ def test_rollout_of_a_diverged_policy_is_a_clear_error(value: float, words: str)
     draws, which the env ignores, so the rollout stops at max_length instead of looping."""
     env = GFlowNetVectorEnv(8, HyperGrid(ndim=2, height=4), autoreset_mode="disabled", tensors=True)
 
-    def diverged(obs: torch.Tensor) -> torch.Tensor:
+    def diverged(obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return torch.full((len(obs), 3), value)
 
     with pytest.raises(FloatingPointError, match=words):
@@ -552,58 +549,6 @@ def test_unregistered_env_needs_env_on_load(tmp_path: Any) -> None:
     assert np.isfinite(evaluate_sampler(loaded)["tv"])
 
 
-# ---------------------------------------------------------------------------- command line
-def test_gfn_train_saves_a_checkpoint_that_gfn_eval_scores_exactly(
-    tmp_path: Any, capsys: Any
-) -> None:
-    """``gfn-train`` trains and saves; ``gfn-eval --json`` prints the exact metrics of the loaded
-    agent, which are those of ``evaluate_sampler`` on the same checkpoint."""
-    import json
-
-    from gfn_agents.cli import eval_main, train_main
-
-    path = str(tmp_path / "run.zip")
-    argv = ["RL-B", "HyperGrid-v0", "--env-kwargs", "ndim=2", "height=6", "R0=0.05"]
-    argv += ["--trajectories", "64", "--batch-size", "16", "--net-arch", "32,32"]
-    argv += ["--agent-kwargs", "value_net_arch=(32,32)", "--eval-freq", "2", "--save", path]
-    assert train_main(argv) == 0
-    assert "trajectories" in capsys.readouterr().out
-    assert eval_main([path, "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    agent = GFlowNetAlgorithm.load(path)
-    assert printed["algorithm"] == "PolicyGradientGFN" and printed["trajectories"] == 64
-    assert printed["env_kwargs"] == {"ndim": 2, "height": 6, "R0": 0.05}
-    assert printed["tv"] == pytest.approx(evaluate_sampler(agent)["tv"], rel=1e-12)
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["RL-X", "HyperGrid-v0"],
-        ["RL-U", "NoSuchEnv-v0"],
-        ["RL-U", "HyperGrid-v0", "--env-kwargs", "height"],
-        ["RL-U", "HyperGrid-v0", "--lr", "-1"],
-        ["RL-U", "HyperGrid-v0", "--net-arch", "64,x"],
-    ],
-)
-def test_gfn_train_rejects_bad_arguments_with_usage_errors(argv: list[str], capsys: Any) -> None:
-    from gfn_agents.cli import train_main
-
-    with pytest.raises(SystemExit) as exc:
-        train_main(argv)
-    assert exc.value.code == 2
-    assert "error:" in capsys.readouterr().err
-
-
-def test_gfn_eval_rejects_a_corrupt_checkpoint(tmp_path: Any, capsys: Any) -> None:
-    from gfn_agents.cli import eval_main
-
-    (tmp_path / "bad.zip").write_bytes(b"junk")
-    with pytest.raises(SystemExit):
-        eval_main([str(tmp_path / "bad.zip")])
-    assert "not a readable gfn-gym checkpoint" in capsys.readouterr().err
-
-
 # ---------------------------------------------------------------------------- device
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", ["RL-G", "TB"])
@@ -619,3 +564,121 @@ def test_cuda_agent_trains_saves_and_loads_on_the_device(name: str, tmp_path: An
     metrics = evaluate_sampler(loaded)
     assert metrics == evaluate_sampler(agent) and math.isfinite(metrics["tv"])
     assert bool(loaded.task.is_terminal(loaded.sample(8)).all())
+
+
+# ---------------------------------------------------------------------------- budgets and logging
+def test_positional_budget_counts_transitions_as_in_sb3() -> None:
+    """``learn(500)`` is ``learn(total_timesteps=500)``: transitions, SB3's meaning, passed by less
+    than one iteration; trajectories are a keyword budget."""
+    agent = build("RL-U").learn(500)
+    assert 500 <= agent.num_timesteps < 500 + 16 * agent.task.max_length
+    assert agent.num_trajectories == 16 * agent.iteration
+    by_keyword = build("RL-U").learn(total_timesteps=500)
+    assert_same_parameters(agent, by_keyword)
+    assert build("RL-U").learn(total_trajectories=40).num_trajectories == 48  # ⌈40/16⌉ iterations
+
+
+def test_a_non_callback_argument_is_a_clear_value_error() -> None:
+    with pytest.raises(ValueError, match="callback must be an SB3 BaseCallback"):
+        build("RL-U").learn(64, 16)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("keyword", ["total_trajectories", "total_timesteps"])
+def test_progress_bar_is_clamped_at_the_budget_and_ends_at_100_percent(
+    keyword: str, capsys: Any
+) -> None:
+    """A budget that is not a multiple of the iteration runs past it; the bar stops at the budget
+    (40/40, 100 %) instead of losing its percentage at 48/40."""
+    build("RL-U").learn(**{keyword: 40}, progress_bar=True)
+    err = capsys.readouterr().err
+    assert "100%" in err and "40/40" in err
+    assert "48/40" not in err and not any(f"{n}/40" in err for n in range(41, 400))
+
+
+def _csv_rows(path: Any) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_evaluations_are_logged_in_the_row_of_their_own_iteration(tmp_path: Any) -> None:
+    """Each evaluation lands in the CSV row of the iteration it was made at (not one dump late),
+    the evaluation before training in a row of its own, and the final sampler's evaluation in the
+    last row even when the last iteration is not a multiple of ``eval_freq``."""
+    agent = build("RL-U", tensorboard_log=str(tmp_path))
+    callback = ExactEvalCallback(eval_freq=3)
+    agent.learn(total_trajectories=16 * 7, callback=callback, log_interval=2)
+    history = callback.history
+    assert [row["trajectories"] for row in history] == [0, 48, 96, 112]
+    rows = _csv_rows(tmp_path / "progress.csv")
+    evaluated = [row for row in rows if row["eval/tv"]]
+    assert [float(row["eval/trajectories"]) for row in evaluated] == [0, 48, 96, 112]
+    for row, expected in zip(evaluated, history, strict=True):
+        assert float(row["eval/tv"]) == pytest.approx(expected["tv"], rel=1e-9)
+    for row in evaluated[1:]:
+        assert row["time/trajectories"] == row["eval/trajectories"]
+    # rows at the log interval (2, 4, 6), at evaluations (3, 6) and at the end (7)
+    assert [row["time/iterations"] for row in rows if row["time/iterations"]] == [
+        "2",
+        "3",
+        "4",
+        "6",
+        "7",
+    ]
+    assert rows[-1]["eval/trajectories"] == rows[-1]["time/trajectories"] == "112"
+
+
+def test_a_short_run_logs_its_last_iteration_to_stdout(capsys: Any) -> None:
+    """With verbose=1 a run shorter than ``log_interval`` still prints its final statistics."""
+    build("RL-U", verbose=1).learn(total_trajectories=32, log_interval=10)
+    out = capsys.readouterr().out
+    assert "time/" in out and "iterations" in out and "| 2 " in out.replace("  ", " ")
+
+
+# ---------------------------------------------------------------------------- make_agent and inputs
+def test_make_agent_accepts_ids_with_or_without_the_namespace() -> None:
+    short = make_agent("TB", "HyperGrid-v0", env_kwargs=GRID, seed=3, **small("TB"))
+    full = make_agent("TB", ENV_ID, env_kwargs=GRID, seed=3, **small("TB"))
+    assert short.env_id == full.env_id == ENV_ID
+    assert_same_parameters(short, full)
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ("CartPole-v1", "'CartPole-v1' is a Gymnasium env but not a gfn_envs task"),
+        ("NoSuchEnv-v0", "unknown env id 'NoSuchEnv-v0'; registered gfn_envs ids"),
+    ],
+)
+def test_an_id_that_is_not_a_gfn_envs_task_is_a_clear_value_error(env: str, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        make_agent("RL-U", env)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"seed": -1}, "seed must be an integer >= 0 or None"),
+        ({"seed": 1.5}, "seed must be an integer >= 0 or None"),
+        ({"verbose": 3}, "verbose must be 0, 1 or 2"),
+        ({"log_reward_clip": True}, "log_reward_clip must be a finite number or None"),
+        ({"tensorboard_log": 3}, "tensorboard_log must be a path or None"),
+        ({"device": "tpu"}, "device must be"),
+        ({"device": "nonsense:7"}, "device must be"),
+    ],
+)
+def test_bad_base_arguments_are_clear_value_errors(kwargs: dict[str, Any], words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        make_agent("RL-U", ENV_ID, env_kwargs=GRID, **kwargs)
+
+
+def test_env_kwargs_must_be_a_dict() -> None:
+    with pytest.raises(ValueError, match="env_kwargs must be a dict or None"):
+        make_agent("RL-U", ENV_ID, env_kwargs=[("ndim", 2)])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
+def test_cuda_without_cuda_is_a_clear_value_error() -> None:
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        make_agent("RL-U", ENV_ID, env_kwargs=GRID, device="cuda")

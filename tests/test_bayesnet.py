@@ -17,15 +17,14 @@ from gfn_envs.checker import check_gfn_env
 from gfn_envs.env import GFlowNetEnv, GFlowNetVectorEnv
 from gfn_envs.exact import exact_distribution, target_policy
 from gfn_envs.guides import ExitCapGuide
-from gfn_envs.tasks.bayesnet import (
-    BayesNet,
+from gfn_envs.metrics.graphs import (
     edge_auroc,
     edge_marginals,
     exact_bayesnet_metrics,
-    sample_linear_gaussian,
     sampled_bayesnet_metrics,
     structural_hamming_distance,
 )
+from gfn_envs.tasks.bayesnet import BayesNet, sample_linear_gaussian
 from gfn_envs.tasks.bge import BGeScore, LinearGaussianBICScore
 
 # ------------------------------------------------------------ independent references
@@ -333,6 +332,49 @@ def test_states_from_adjacency_and_cycle_error() -> None:
     assert state[0, 9:].view(3, 3).tolist() == [[0, 1, 1], [0, 0, 1], [0, 0, 0]]
     with pytest.raises(ValueError, match="acyclic"):
         task.states_from_adjacency(chain + chain.T)
+    with pytest.raises(ValueError, match="acyclic"):  # a cycle through all d nodes
+        task.states_from_adjacency(chain + np.array([[0, 0, 0], [0, 0, 0], [1, 0, 0]]))
+
+
+def _state(task: BayesNet, edges: list[tuple[int, int]], closure: list[tuple[int, int]]) -> list:
+    d = task.num_nodes
+    adjacency, reach = np.zeros((d, d), dtype=int), np.zeros((d, d), dtype=int)
+    for i, j in edges:
+        adjacency[i, j] = 1
+    for i, j in closure:
+        reach[i, j] = 1
+    return adjacency.ravel().tolist() + reach.ravel().tolist()
+
+
+@pytest.mark.parametrize(
+    ("edges", "closure", "words"),
+    [
+        ([(0, 1), (1, 2), (2, 0)], [(i, j) for i in range(3) for j in range(3)], "acyclic"),
+        ([(0, 1), (1, 2), (2, 0)], [(0, 1), (1, 2), (2, 0)], "acyclic"),
+        ([(1, 1)], [(1, 1)], "no self-loop"),
+        ([(0, 1), (1, 2)], [(0, 1), (1, 2)], "closure that does not match"),
+        ([(0, 1)], [(0, 1), (3, 4)], "closure that does not match"),
+    ],
+)
+def test_invalid_graphs_are_refused_as_backward_starts(
+    edges: list[tuple[int, int]], closure: list[tuple[int, int]], words: str
+) -> None:
+    env = gym.make("gfn_envs/BayesNet-v0", direction="backward")
+    with pytest.raises(ValueError, match=rf"options\['state'\] .*{words}"):
+        env.reset(options={"state": _state(env.unwrapped.task, edges, closure)})
+
+
+def test_non_binary_entries_are_refused_and_valid_graphs_accepted() -> None:
+    env = gym.make("gfn_envs/BayesNet-v0", direction="backward")
+    task = env.unwrapped.task
+    state = _state(task, [(0, 1), (1, 2)], [(0, 1), (1, 2), (0, 2)])
+    _, info = env.reset(options={"state": state})
+    np.testing.assert_array_equal(info["state"], state)
+    state[1] = 2
+    with pytest.raises(ValueError, match="0/1 entries"):
+        env.reset(options={"state": state})
+    every = task.all_states()
+    assert torch.equal(task.validate_states(every), every)
 
 
 @pytest.mark.parametrize("direction", ["forward", "backward"])

@@ -12,6 +12,7 @@ import torch
 import gfn_envs  # noqa: F401  (registers the ids)
 from gfn_envs import check_gfn_env
 from gfn_envs.exact import exact_distribution, target_policy
+from gfn_envs.metrics.sequences import exact_sequence_metrics
 from gfn_envs.task import Task
 from gfn_envs.tasks.ehrlich import Ehrlich, EhrlichFunction
 
@@ -95,7 +96,7 @@ def test_masks_reach_exactly_the_feasible_sequences(
 def test_target_policy_is_exact(mdp: str) -> None:
     task = Ehrlich(mdp=mdp)
     p = exact_distribution(task, target_policy(task))
-    out = task.exact_metrics(p)
+    out = exact_sequence_metrics(task, p)
     assert out["tv"] < 1e-6 and out["acc"] > 1 - 1e-6
     modes = task.terminal_states()[task.mode_index()]
     assert bool((task.fitness(modes) == 1).all()) and task.modes_found(modes) == len(modes)
@@ -158,3 +159,17 @@ def test_guide_is_the_sequence_default() -> None:
         [guide.log_prob(parents, actions[:, i], logits, x).exp() for i in range(2)], dim=1
     )
     assert torch.allclose(probs.sum(dim=1), torch.ones(8, dtype=probs.dtype))
+
+
+@pytest.mark.parametrize("mdp", ["fill", "prepend_append"])
+def test_infeasible_states_are_refused(mdp: str, function: EhrlichFunction) -> None:
+    task = Ehrlich(mdp=mdp)
+    banned = (~function.allowed).nonzero()[0].tolist()  # a banned transition u -> w
+    x = task.function.optimal_solution().clone()
+    x[2:4] = torch.tensor(banned)
+    with pytest.raises(ValueError, match="completable to a feasible sequence"):
+        task.validate_states(x.unsqueeze(0))
+    env = gym.make("gfn_envs/Ehrlich-v0", mdp=mdp, direction="backward")
+    with pytest.raises(ValueError, match=r"options\['state'\] must be completable"):
+        env.reset(options={"state": x})
+    assert torch.equal(task.validate_states(task.all_states()), task.all_states())

@@ -205,7 +205,9 @@ def test_autoreset_next_step_resets_on_the_following_step_and_ignores_its_action
     np.testing.assert_array_equal(terminated, [True, False])
     assert reward[0] == pytest.approx(float(task.log_reward(task.s0(1))[0]))
     assert reward[1] == 0.0
-    np.testing.assert_array_equal(info["action_mask"], [[False] * 3, [True] * 3])
+    # the mask of the returned state x, though its next action is ignored: nothing is legal now
+    np.testing.assert_array_equal(info["action_mask"], [[True] * 3, [True] * 3])
+    np.testing.assert_array_equal(env.action_masks(), [[False] * 3, [True] * 3])
     obs, reward, terminated, _, info = env.step(np.array([0, 2]))
     np.testing.assert_array_equal(info["state"], [[0, 0], [1, 0]])
     np.testing.assert_array_equal(terminated, [False, True])
@@ -244,14 +246,15 @@ def test_autoreset_disabled_freezes_finished_envs_until_reset_mask() -> None:
     assert reward[0] == 0.0 and reward[1] != 0.0
     np.testing.assert_array_equal(info["state"], [[1, 0], [1, 1]])
     np.testing.assert_array_equal(info["illegal_action"], [False, False])
-    assert not info["action_mask"].any()
+    assert not env.action_masks().any()
+    np.testing.assert_array_equal(info["action_mask"][:, 2], [True, True])  # exit legal at x
     _, reward, terminated, _, info = env.step(np.array([1, 1]))
     np.testing.assert_array_equal(terminated, [True, True])
     np.testing.assert_array_equal(reward, [0.0, 0.0])
     np.testing.assert_array_equal(info["state"], [[1, 0], [1, 1]])
     _, info = env.reset(options={"reset_mask": np.array([True, False])})
     np.testing.assert_array_equal(info["state"], [[0, 0], [1, 1]])
-    np.testing.assert_array_equal(info["action_mask"], [[True] * 3, [False] * 3])
+    np.testing.assert_array_equal(env.action_masks(), [[True] * 3, [False] * 3])
     _, _, terminated, _, info = env.step(np.array([1, 0]))
     np.testing.assert_array_equal(terminated, [False, True])
     np.testing.assert_array_equal(info["state"], [[0, 1], [1, 1]])
@@ -363,7 +366,7 @@ def test_unknown_kwargs_name_the_argument_and_the_allowed_ones() -> None:
         ({"R1": float("nan")}, "R1"),
         ({"direction": "sideways"}, "direction must be one of"),
         ({"illegal_action": "ignore"}, "illegal_action must be one of"),
-        ({"render_mode": "human"}, "render_mode"),
+        ({"render_mode": "video"}, "render_mode"),
     ],
 )
 @pytest.mark.filterwarnings("ignore:.*render_mode:UserWarning")

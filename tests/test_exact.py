@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from gfn_envs import GFlowNetVectorEnv, exact_distribution, metrics, target_policy
-from gfn_envs.exact import ForwardPolicy, distribution_from_probs, target_probs, task_of
+from gfn_envs.exact import ForwardPolicy, distribution_from_probs, target_probs
 from gfn_envs.task import Task
 from gfn_envs.tasks.hypergrid import HyperGrid
+from gfn_envs.unwrap import task_of
 
 HYPERGRID = "gfn_envs.tasks.hypergrid:HyperGrid"
 
@@ -161,8 +162,30 @@ def test_public_enumeration_names_on_the_env() -> None:
 
 def test_policy_with_the_wrong_output_shape_is_rejected() -> None:
     task = HyperGrid(ndim=2, height=4)
-    with pytest.raises(ValueError, match=r"log-probs of shape \[16, 3\]"):
+    with pytest.raises(ValueError, match=r"logits of shape \[16, 3\]"):
         exact_distribution(task, lambda obs, mask: torch.zeros(len(obs), 2))
+
+
+def test_a_policy_returns_logits_normalised_over_the_legal_actions() -> None:
+    """The scoring convention: raw logits, logits shifted per state, logits with junk on illegal
+    actions and the log-probabilities they define all give the same exact distribution."""
+    task = HyperGrid(ndim=2, height=4)
+    policy = linear_policy(task, seed=2)  # returns log-probabilities
+
+    def raw(obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        shift = 5.0 * obs[:, :1] - 3.0  # a different constant in every state
+        return (policy(obs, mask) + shift).masked_fill(~mask, 40.0)  # ignored where masked
+
+    p = exact_distribution(task, policy)
+    torch.testing.assert_close(exact_distribution(task, raw), p, rtol=0, atol=1e-7)
+    assert float((p - exact_distribution(task, uniform)).abs().sum()) > 0.1  # not uniform
+
+
+def test_policy_without_a_distribution_is_rejected() -> None:
+    task = HyperGrid(ndim=2, height=4)
+    for value in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="no distribution over the legal actions"):
+            exact_distribution(task, lambda obs, mask, v=value: torch.full(mask.shape, v))
 
 
 def test_non_enumerable_task_and_non_env_are_rejected() -> None:

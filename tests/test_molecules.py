@@ -12,6 +12,7 @@ import torch
 import gfn_envs  # noqa: F401  (registers the ids)
 from gfn_envs import check_gfn_env
 from gfn_envs.exact import exact_distribution, target_policy
+from gfn_envs.metrics.sequences import exact_sequence_metrics
 from gfn_envs.tasks.molecules import (
     BLOCKS,
     MoleculeString,
@@ -97,10 +98,10 @@ def test_target_policy_is_exact(mdp: str) -> None:
     task = MoleculeString(mdp=mdp)
     assert task.enumerable
     p = exact_distribution(task, target_policy(task))
-    out = task.exact_metrics(p)
+    out = exact_sequence_metrics(task, p)
     assert out["tv"] < 1e-6 and out["acc"] > 1 - 1e-6
     uniform = torch.full((N,), 1.0 / N, dtype=torch.float64)
-    assert task.exact_metrics(uniform)["tv"] > 0.5
+    assert exact_sequence_metrics(task, uniform)["tv"] > 0.5
 
 
 @pytest.mark.parametrize("direction", ["forward", "backward"])
@@ -129,3 +130,11 @@ def test_guide_is_the_sequence_default(task: MoleculeString) -> None:
 def test_bad_kwargs(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         MoleculeString(**kwargs)
+
+
+def test_backward_start_with_an_unknown_block_is_refused() -> None:
+    env = gym.make("gfn_envs/MoleculeString-v0", direction="backward")
+    with pytest.raises(ValueError, match=r"options\['state'\] must hold symbols in \[0, 10\]"):
+        env.reset(options={"state": [0, 0, 0, 0, 11]})
+    _, info = env.reset(options={"state": [0, 0, 0, 0, 10]})
+    np.testing.assert_array_equal(info["state"], [0, 0, 0, 0, 10])

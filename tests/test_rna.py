@@ -12,6 +12,7 @@ pytest.importorskip("RNA")
 
 import gfn_envs  # noqa: E402,F401  (registers the ids)
 from gfn_envs import check_gfn_env  # noqa: E402
+from gfn_envs.metrics.sequences import discovery_metrics  # noqa: E402
 from gfn_envs.tasks.rna import (  # noqa: E402
     L14_STARTS,
     RNA_TARGETS,
@@ -111,7 +112,7 @@ def test_discovery_metrics() -> None:
     mode = task.from_strings([reverse_complement(RNA_TARGETS[0][55:69])])
     randoms = torch.randint(4, (30, 14), generator=torch.Generator().manual_seed(3))
     seqs = torch.cat([mode, randoms, mode, randoms[:5]])
-    out = task.discovery_metrics(seqs, k=2)
+    out = discovery_metrics(task, seqs, k=2)
     f = task.fitness(torch.cat([mode, randoms]))
     assert out["modes_found"] == 1.0 and out["unique"] == 31.0
     top2 = f.topk(2)
@@ -124,7 +125,7 @@ def test_discovery_metrics() -> None:
     assert out["top_k_reward"] == pytest.approx(float(rewards.mean()), rel=1e-6)
     assert bool(task.is_mode(mode)[0]) and task.modes_found(seqs) == 1
     with pytest.raises(ValueError, match="k must"):
-        task.discovery_metrics(seqs, k=0)
+        discovery_metrics(task, seqs, k=0)
 
 
 @pytest.mark.parametrize("direction", ["forward", "backward"])

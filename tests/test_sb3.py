@@ -48,6 +48,20 @@ def test_maskable_ppo_learns_on_the_wrapped_env(trained) -> None:
     assert last["tv"] < 0.5 * first["tv"]
 
 
+def test_exact_tv_callback_records_the_rows_of_exact_eval_callback(trained) -> None:
+    """Rows hold trajectories, timesteps, wall_time and every metric of evaluate_sampler; the last
+    row is the exact evaluation of the trained policy."""
+    model, tv = trained
+    task = HyperGrid(**HG8)
+    final = evaluate_sampler(sb3_forward_policy(model), task)
+    for row in tv.history:
+        assert set(row) == {"trajectories", "timesteps", "wall_time", *final}
+    assert tv.history[-1] == {**tv.history[-1], **final}
+    assert tv.history[-1]["timesteps"] == model.num_timesteps
+    times = [row["wall_time"] for row in tv.history]
+    assert times == sorted(times) and times[0] >= 0.0
+
+
 def test_forward_policy_equals_monte_carlo_sampling(trained) -> None:
     model, _ = trained
     task = HyperGrid(**HG8)

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -14,15 +15,14 @@ import gfn_agents
 import gfn_envs  # noqa: F401  (registers the ids)
 from gfn_envs import check_gfn_env, exact, metrics
 from gfn_envs.env import GFlowNetEnv
-from gfn_envs.tasks.bitseq import BitSequence
-from gfn_envs.tasks.sequence import (
-    SequenceTask,
+from gfn_envs.metrics.sequences import (
     accuracy,
+    exact_sequence_metrics,
     mean_pairwise_hamming,
-    reward_transform,
-    top_k_indices,
     top_k_mean_reward,
 )
+from gfn_envs.tasks.bitseq import BitSequence
+from gfn_envs.tasks.sequence import SequenceTask, reward_transform, top_k_indices
 from gfn_envs.tasks.sequence_guide import LOG_FLOOR, SubstructureGuide
 from gfn_envs.tasks.tfbind import TFBind8, load_six6_escores
 
@@ -213,14 +213,14 @@ def test_bitsequence_large_uses_mode_discovery() -> None:
 def test_target_policy_is_exact_on_tfbind8(mdp: str) -> None:
     task = TFBind8(mdp=mdp)
     p = exact.exact_distribution(task, exact.target_policy(task))
-    out = task.exact_metrics(p)
+    out = exact_sequence_metrics(task, p)
     assert out["tv"] < 1e-5 and out["jsd"] < 1e-8
     assert out["acc"] == pytest.approx(1.0, abs=1e-5)
     uniform = exact.exact_distribution(
         task, lambda o, m: (m.float() / m.sum(1, keepdim=True)).log()
     )
     assert torch.allclose(uniform, torch.full_like(uniform, 1 / 65_536), rtol=1e-6)
-    u = task.exact_metrics(uniform)
+    u = exact_sequence_metrics(task, uniform)
     r = task.reward_table
     assert u["acc"] == pytest.approx(float(r.mean() / ((r * r).sum() / r.sum())), rel=1e-5)
     assert u["tv"] > 0.3 and u["expected_modes"] < out["expected_modes"]
@@ -438,9 +438,9 @@ def test_short_training_on_tfbind8_improves_exact_metrics(name: str) -> None:
     agent = gfn_agents.make_agent(
         name, task, seed=0, net_arch=(64, 64), batch_size=64, learning_rate=3e-3, lr_z=1.0
     )
-    before = task.exact_metrics(exact.exact_distribution(task, agent.forward_log_probs))
+    before = exact_sequence_metrics(task, exact.exact_distribution(task, agent.forward_log_probs))
     agent.learn(total_trajectories=64 * 150)
-    after = task.exact_metrics(exact.exact_distribution(task, agent.forward_log_probs))
+    after = exact_sequence_metrics(task, exact.exact_distribution(task, agent.forward_log_probs))
     assert after["tv"] < before["tv"] - 0.05
     assert after["acc"] > before["acc"]
     assert after["expected_modes"] > 1.5 * before["expected_modes"]
@@ -467,3 +467,42 @@ def test_rl_g_checkpoint_holds_the_guide_buffer_and_resumes_exactly(mdp: str, tm
     resumed.learn(total_trajectories=64, reset_num_timesteps=False)
     pairs = zip(straight.networks.parameters(), resumed.networks.parameters(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
+
+
+# ------------------------------------------------------------------ state validation
+@pytest.mark.parametrize(
+    ("env_id", "state", "words"),
+    [
+        ("BitSequence-v0", [0, 0, 0, 16], r"symbols in \[0, 15\] or -1"),
+        ("TFBind8-v0", [0, 1, 2, 3, 4, 0, 0, 0], r"symbols in \[0, 3\] or -1"),
+        ("TFBind8-v0", [0, 1, 2, 3, -2, 0, 0, 0], r"symbols in \[0, 3\] or -1"),
+        ("TFBind8-v0", [0, 1, 2, 3, -1, 0, 0, 0], "terminal object"),
+        ("TFBind8-v0", [0, 1, 2, 3], r"shape \[B, 8\]"),
+    ],
+)
+def test_backward_starts_outside_the_dag_are_refused(env_id: str, state: list, words: str) -> None:
+    env = gym.make(f"gfn_envs/{env_id}", direction="backward")
+    with pytest.raises(ValueError, match=rf"options\['state'\].*{words}|{words}"):
+        env.reset(options={"state": state})
+    vec = gym.make_vec(f"gfn_envs/{env_id}", num_envs=2, direction="backward")
+    good = env.unwrapped.task.sample_terminal(1)
+    if len(state) == len(good[0]):
+        with pytest.raises(ValueError, match=words):
+            vec.reset(options={"states": torch.cat([good, torch.tensor([state])])})
+
+
+@pytest.mark.parametrize("mdp", MDPS)
+def test_validate_states_accepts_exactly_the_states_of_the_mdp(mdp: str) -> None:
+    task = toy(mdp)
+    every = task.all_states()
+    assert torch.equal(task.validate_states(every), every)
+    misaligned = torch.tensor([[-1, 0, 1]])
+    if mdp == "fill":
+        assert torch.equal(task.validate_states(misaligned), misaligned)
+    else:
+        with pytest.raises(ValueError, match=r"states must be left-aligned words.*\[-1, 0, 1\]"):
+            task.validate_states(misaligned)
+    with pytest.raises(TypeError, match="objects must hold integers"):
+        task.validate_states(np.array([[0.0, 1.0, 1.0]]), "objects")
+    with pytest.raises(TypeError, match="x must be an integer tensor"):
+        task.validate_states(torch.tensor([[True, False, True]]), "x")

@@ -26,7 +26,7 @@ KW = {"ndim": 2, "height": 5, "R0": 0.01}
 
 
 class MaskedMLP(torch.nn.Module):
-    """A random (non-uniform) policy with the (obs, mask) -> log-probs convention."""
+    """A random (non-uniform) policy (obs, mask) -> logits; it returns log-probabilities."""
 
     def __init__(self, obs_dim: int, n: int, seed: int) -> None:
         super().__init__()
@@ -109,20 +109,21 @@ def test_forward_identity_vector_env(mode: str, entropy: bool) -> None:
     venv = GFlowNetVectorEnv(n, HG, autoreset_mode=mode, **KW)
     task = venv.task
     pf, pb = _policies(task)
-    wrapped = PolicyDependentReward(venv, pb, log_z=-0.4, forward_policy=pf, entropy=entropy)
-    assert isinstance(wrapped, VectorPolicyDependentReward)
-    wrapped = gym.wrappers.vector.RecordEpisodeStatistics(wrapped)
+    rewarded = PolicyDependentReward(venv, pb, log_z=-0.4, forward_policy=pf, entropy=entropy)
+    assert isinstance(rewarded, VectorPolicyDependentReward)
+    wrapped = gym.wrappers.vector.RecordEpisodeStatistics(rewarded)
     rng = np.random.default_rng(2)
     _, info = wrapped.reset(seed=0)
     traj = [([], []) for _ in range(n)]
     totals, checked = np.zeros(n), 0
     for _ in range(3 * task.max_length):
-        mask = info["action_mask"]
+        mask = info["action_mask"]  # the mask of each returned state, finished rows included
+        legal_now = rewarded.action_masks()  # empty for finished rows, whose action is ignored
         actions = np.array([rng.choice(np.flatnonzero(m)) if m.any() else 0 for m in mask])
         prev = info["state"].copy()
         _, r, term, _, info = wrapped.step(actions)
         for i in range(n):
-            if mask[i].any():
+            if legal_now[i].any():
                 traj[i][0].append(torch.as_tensor(prev[i]).unsqueeze(0))
                 traj[i][1].append(int(actions[i]))
                 totals[i] += r[i]
@@ -259,26 +260,55 @@ def test_bad_policy_outputs_raise_clear_errors() -> None:
     def wrong_shape(obs: Tensor, mask: Tensor) -> Tensor:
         return torch.zeros(len(obs), 7)
 
-    def unnormalised(obs: Tensor, mask: Tensor) -> Tensor:
-        return torch.zeros(mask.shape).masked_fill(~mask, -torch.inf)
+    def nan_logits(obs: Tensor, mask: Tensor) -> Tensor:
+        return torch.full(mask.shape, math.nan)
 
-    def mass_on_illegal(obs: Tensor, mask: Tensor) -> Tensor:
-        return torch.full(mask.shape, -math.log(mask.shape[1]))
+    def plus_inf(obs: Tensor, mask: Tensor) -> Tensor:
+        return torch.zeros(mask.shape).masked_fill(mask, math.inf)
 
-    for policy, message in [
-        (wrong_shape, "shape"),
-        (unnormalised, "normalise"),
-        (mass_on_illegal, "normalise"),
+    def no_legal_mass(obs: Tensor, mask: Tensor) -> Tensor:
+        return torch.zeros(mask.shape).masked_fill(mask, -math.inf)
+
+    def integer_logits(obs: Tensor, mask: Tensor) -> Tensor:
+        return torch.zeros(mask.shape, dtype=torch.long)
+
+    for policy, error, message in [
+        (wrong_shape, ValueError, "backward_policy must return logits of shape"),
+        (nan_logits, ValueError, "NaN or \\+inf"),
+        (plus_inf, ValueError, "NaN or \\+inf"),
+        (no_legal_mass, ValueError, "-inf on every legal action"),
+        (integer_logits, TypeError, "floating-point"),
     ]:
         wrapped = PolicyDependentReward(env, backward_policy=policy)
         wrapped.reset()
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(error, match=message):
             wrapped.step(0)
             wrapped.step(1)  # [1, 1] has two parents
     wrapped = PolicyDependentReward(env, "uniform", forward_policy=wrong_shape, entropy=True)
     wrapped.reset()
     with pytest.raises(ValueError, match="forward_policy.*shape"):
         wrapped.step(0)
+
+
+def test_policies_return_logits_normalised_over_the_legal_actions() -> None:
+    """Un-normalised logits, with any per-state offset and any value on illegal actions, give the
+    rewards of the log-probabilities they define."""
+    task = GFlowNetEnv(HG, **KW).task
+    pf, pb = _policies(task)
+
+    def shifted(policy: MaskedMLP):
+        def logits(obs: Tensor, mask: Tensor) -> Tensor:
+            return (policy(obs, mask) + 3.0 * obs[:, :1] - 1.0).masked_fill(~mask, 25.0)
+
+        return logits
+
+    states = torch.tensor([[0, 0], [1, 0], [1, 1], [2, 3], [4, 4]])
+    actions = torch.tensor([0, 1, 0, 2, 2])
+    reference = PolicyDependentReward(GFlowNetEnv(HG, **KW), pb, 0.3, pf, entropy=True)
+    raw = PolicyDependentReward(GFlowNetEnv(HG, **KW), shifted(pb), 0.3, shifted(pf), entropy=True)
+    torch.testing.assert_close(
+        raw.recompute_rewards(states, actions), reference.recompute_rewards(states, actions)
+    )
 
 
 def test_bad_arguments_raise_clear_errors() -> None:

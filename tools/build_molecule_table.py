@@ -5,7 +5,7 @@ Usage: ``python tools/build_molecule_table.py [--workers N] [--out PATH]``
 Every string x (lexicographic index, x_0 most significant) is assembled from the blocks of
 ``gfn_envs.tasks.molecules.BLOCKS`` and scored with ``rdkit.Chem.QED.qed``; invalid molecules get
 0.0. The result is a float32 array of 161,051 entries (about 630 KB). It takes about 100 s on one
-core. Needs RDKit (``pip install 'gfn-gym[chem]'``); no network.
+core. Needs RDKit (the ``chem`` extra: ``pip install -e '.[chem]'`` in a clone); no network.
 """
 
 from __future__ import annotations

@@ -33,13 +33,17 @@ Enumeration (d ≤ 5)
     (2^20 entries for d = 5). :mod:`gfn_envs.exact` then gives the exact posterior and the exact
     distribution of any sampler.
 Guide (RL-G, paper section 2.7)
-    P_F with the exit logit capped at log 1e−10 in graphs with log R(G) ≤ threshold. The paper's code
+    P_F with the exit probability capped at 1e−10 (then renormalised) in graphs with
+    log R(G) ≤ threshold. The paper's code
     hard-codes 75 nats; here the default threshold is the ``guide_quantile`` quantile (0.75, the
     fraction of states the 2-D HyperGrid guide caps) of the log-rewards of a reference set of graphs:
     all DAGs when d ≤ 5, else 4,096 Erdős–Rényi DAGs with the data's expected edge count (seed 0).
+Valid states (:meth:`BayesNet.validate_states`)
+    0/1 entries, no self-loop, an acyclic adjacency, and the closure equal to the one recomputed
+    from the adjacency (:meth:`BayesNet.states_from_adjacency` builds valid states).
 Metrics
-    :func:`exact_bayesnet_metrics` (TV, JSD, edge-marginal errors, expected SHD for d ≤ 5) and
-    :func:`sampled_bayesnet_metrics` (expected SHD to the true graph, edge-marginal AUROC, distinct
+    In :mod:`gfn_envs.metrics.graphs`: exact metrics (TV, JSD, edge-marginal errors, expected SHD
+    for d ≤ 5) and sampled metrics (expected SHD to the true graph, edge-marginal AUROC, distinct
     graphs) for any d.
 """
 
@@ -47,6 +51,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +59,6 @@ from numpy.typing import ArrayLike
 from torch import Tensor
 
 from gfn_envs.guides import ExitCapGuide
-from gfn_envs.metrics import jsd, tv
 from gfn_envs.task import Task
 from gfn_envs.tasks.bge import DecomposableScore, make_score
 
@@ -245,6 +249,35 @@ class BayesNet(Task):
         d, dd = self.num_nodes, self.num_nodes * self.num_nodes
         return states[:, :dd].view(-1, d, d), states[:, dd:].view(-1, d, d)
 
+    def adjacency(self, states: Tensor) -> Tensor:
+        """Long ``[B, d, d]``: the adjacency matrices of ``states`` (A[i, j] = 1 iff i → j)."""
+        return self._split(states)[0]
+
+    def validate_states(self, states: Any, name: str = "states") -> Tensor:
+        """:meth:`Task.validate_states`, plus: 0/1 entries, no self-loop, an acyclic graph, and
+        the closure half equal to the strict transitive closure of the adjacency half."""
+        states = super().validate_states(states, name)
+        d = self.num_nodes
+
+        def refuse(rows: Tensor, problem: str) -> None:
+            if bool(rows.any()):
+                row = states[rows][0]
+                raise ValueError(
+                    f"{name} {problem}; got adjacency {row[: d * d].view(d, d).tolist()} and "
+                    f"closure {row[d * d :].view(d, d).tolist()} (build states with "
+                    "states_from_adjacency)"
+                )
+
+        refuse(((states != 0) & (states != 1)).any(dim=1), "must hold 0/1 entries only")
+        adjacency, closure = self._split(states)
+        refuse(adjacency.diagonal(dim1=1, dim2=2).any(dim=1), "must have no self-loop i → i")
+        reach = self.closure(adjacency)
+        refuse(_cyclic(adjacency, reach), "must be acyclic (a cycle was found)")
+        refuse(
+            (reach != closure).flatten(1).any(dim=1), "has a closure that does not match its edges"
+        )
+        return states
+
     def s0(self, batch_size: int) -> Tensor:
         return torch.zeros(batch_size, *self.state_shape, dtype=torch.long, device=self.device)
 
@@ -297,7 +330,7 @@ class BayesNet(Task):
         if bool(((adjacency != 0) & (adjacency != 1)).any()):
             raise ValueError("adjacency must hold 0/1 entries")
         closure = self.closure(adjacency)
-        if bool(closure.diagonal(dim1=1, dim2=2).any()):
+        if bool(_cyclic(adjacency, closure).any()):
             raise ValueError("adjacency must be acyclic")
         return torch.cat([adjacency.flatten(1), closure.flatten(1)], dim=1)
 
@@ -390,99 +423,16 @@ class BayesNet(Task):
         return index
 
 
+def _cyclic(adjacency: Tensor, reach: Tensor) -> Tensor:
+    """Bool ``[B]``: graphs with a directed cycle. ``reach`` holds the paths of length 1 … d − 1
+    (:meth:`BayesNet.closure`); every cycle contains a simple one, a path i ⇝ j of at most d − 1
+    edges closed by an edge j → i."""
+    return (reach.bool() & adjacency.transpose(1, 2).bool()).flatten(1).any(dim=1)
+
+
 def _unique_first(codes: Tensor) -> tuple[Tensor, Tensor]:
     """Sorted unique ``codes`` and the position of one occurrence of each."""
     unique, inverse = torch.unique(codes, return_inverse=True)
     first = torch.empty(len(unique), dtype=torch.long, device=codes.device)
     first.scatter_(0, inverse, torch.arange(len(codes), device=codes.device))
     return unique, first
-
-
-# ---------------------------------------------------------------------- metrics
-def adjacency_of(task: BayesNet, states: Tensor) -> Tensor:
-    """Adjacency matrices ``[B, d, d]`` (long) of states."""
-    return task._split(states)[0]
-
-
-def edge_marginals(adjacency: Tensor, weights: Tensor | None = None) -> Tensor:
-    """P(i → j) = Σ_G w(G)·A_G[i, j] with normalised ``weights`` (uniform if None), float64 [d, d]."""
-    adjacency = adjacency.double()
-    if weights is None:
-        return adjacency.mean(dim=0)
-    weights = torch.as_tensor(weights, dtype=torch.float64, device=adjacency.device)
-    return torch.einsum("b,bij->ij", weights / weights.sum(), adjacency)
-
-
-def structural_hamming_distance(adjacency: Tensor, true_graph: Tensor) -> Tensor:
-    """SHD of each graph to ``true_graph``: node pairs {i, j} whose edge (absent, i→j or j→i)
-    differs, so a reversed edge counts once. Long ``[B]``."""
-    differ = adjacency.long() != true_graph.long().to(adjacency.device).unsqueeze(0)
-    pair = differ | differ.transpose(1, 2)
-    return torch.triu(pair, diagonal=1).flatten(1).sum(dim=1)
-
-
-def edge_auroc(marginals: Tensor, true_graph: Tensor) -> float:
-    """AUROC of the edge marginals (off-diagonal entries) as scores for the true edges.
-
-    P(score of a true edge > score of an absent edge) + ½·P(tie), over all such pairs (the
-    Mann–Whitney statistic); NaN when the true graph has no edges or is complete (one class only).
-    """
-    d = marginals.shape[0]
-    off = ~torch.eye(d, dtype=torch.bool)
-    scores = marginals.cpu().double()[off]
-    labels = true_graph.cpu().bool()[off]
-    positive, negative = scores[labels], scores[~labels]
-    if len(positive) == 0 or len(negative) == 0:
-        return math.nan
-    greater = (positive.unsqueeze(1) > negative.unsqueeze(0)).double().mean()
-    ties = (positive.unsqueeze(1) == negative.unsqueeze(0)).double().mean()
-    return float(greater + 0.5 * ties)
-
-
-def exact_bayesnet_metrics(task: BayesNet, p: Tensor) -> dict[str, float]:
-    """Exact metrics of a sampler's distribution ``p`` over ``task.terminal_states()`` (d ≤ 5).
-
-    ``tv`` and ``jsd`` to the exact posterior; ``edge_marginal_mae`` / ``edge_marginal_max``, the
-    mean / max absolute error of the edge marginals P(i → j) over the d(d−1) ordered pairs; and
-    ``expected_shd`` E_p[SHD(G, G_true)] with ``posterior_expected_shd`` its value under the
-    posterior, when the task knows its true graph.
-    """
-    target = task.true_distribution()
-    p = torch.as_tensor(p, dtype=torch.float64, device=target.device)
-    adjacency = adjacency_of(task, task.terminal_states())
-    error = (edge_marginals(adjacency, p) - edge_marginals(adjacency, target)).abs()
-    off = ~torch.eye(task.num_nodes, dtype=torch.bool, device=error.device)
-    out = {
-        "tv": tv(p, target),
-        "jsd": jsd(p, target),
-        "edge_marginal_mae": float(error[off].mean()) if task.num_nodes > 1 else 0.0,
-        "edge_marginal_max": float(error[off].max()) if task.num_nodes > 1 else 0.0,
-    }
-    if task.true_graph is not None:
-        shd = structural_hamming_distance(adjacency, task.true_graph).double()
-        out["expected_shd"] = float((p * shd).sum())
-        out["posterior_expected_shd"] = float((target * shd).sum())
-    return out
-
-
-def sampled_bayesnet_metrics(task: BayesNet, states: Tensor) -> dict[str, float]:
-    """Metrics of sampled graphs (``states``, any d).
-
-    ``n_samples``, ``distinct_graphs``, ``mean_log_reward``, and when the true graph is known
-    ``expected_shd`` (mean SHD to it) and ``edge_auroc`` (AUROC of the sampled edge frequencies).
-    """
-    states = task.validate_states(states)
-    if len(states) == 0:
-        raise ValueError("states must hold at least one sampled graph")
-    adjacency = adjacency_of(task, states)
-    out = {
-        "n_samples": float(len(states)),
-        "distinct_graphs": float(len(torch.unique(adjacency.flatten(1), dim=0))),
-        "mean_log_reward": float(task.log_reward(states).mean()),
-    }
-    if task.true_graph is not None:
-        out["expected_shd"] = float(
-            structural_hamming_distance(adjacency, task.true_graph).double().mean()
-        )
-        out["edge_auroc"] = edge_auroc(edge_marginals(adjacency), task.true_graph)
-    return out

@@ -31,6 +31,7 @@ motif i is written at offset i·(L//c) and every gap repeats the previous symbol
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -211,20 +212,28 @@ class Ehrlich(SequenceTask):
         self._reach = self.function.reach.to(self.device)
         self._reachable_states: Tensor | None = None
         self._compact: Tensor | None = None
+        pend = self.mdp == "prepend_append"  # the feasibility rules of each generation MDP
+        self._feasible = self._feasible_pend if pend else self._feasible_fill
+        self._completable = self._completable_pend if pend else self._completable_fill
 
     # --------------------------------------------------------------- masks
     def forward_mask(self, states: Tensor) -> Tensor:
-        mask = super().forward_mask(states)
+        return super().forward_mask(states) & self._feasible(states)
+
+    def _feasible_pend(self, states: Tensor) -> Tensor:
+        """Prepend/append: append a after the last symbol u iff A_ua > 0, prepend a before the
+        first symbol w iff A_aw > 0 (anything at the empty word)."""
+        n = self.lengths(states)
+        nonempty = (n > 0).unsqueeze(1)
+        last = states.gather(1, (n - 1).clamp(min=0).unsqueeze(1)).squeeze(1).clamp(min=0)
+        first = states[:, 0].clamp(min=0)
+        ok_append = ~nonempty | self._allowed[last]
+        ok_prepend = ~nonempty | self._allowed[:, first].T
+        return torch.cat([ok_append, ok_prepend, torch.ones_like(ok_append[:, :1])], dim=1)
+
+    def _feasible_fill(self, states: Tensor) -> Tensor:
+        """Fill: write a at position p iff feasible paths bridge the nearest filled neighbours."""
         K, L = self.n_symbols, self.length
-        if self.mdp == "prepend_append":
-            n = self.lengths(states)
-            nonempty = (n > 0).unsqueeze(1)
-            last = states.gather(1, (n - 1).clamp(min=0).unsqueeze(1)).squeeze(1).clamp(min=0)
-            first = states[:, 0].clamp(min=0)
-            ok_append = ~nonempty | self._allowed[last]
-            ok_prepend = ~nonempty | self._allowed[:, first].T
-            feasible = torch.cat([ok_append, ok_prepend, torch.ones_like(ok_append[:, :1])], dim=1)
-            return mask & feasible
         positions = torch.arange(L, device=states.device).expand_as(states)
         filled = states >= 0
         left_pos = torch.where(filled, positions, -1).cummax(dim=1).values
@@ -238,7 +247,7 @@ class Ehrlich(SequenceTask):
         ok_left = (left < 0).unsqueeze(2) | self._reach[d_left, left_sym]
         ok_right = (right >= L).unsqueeze(2) | self._reach.transpose(1, 2)[d_right, right_sym]
         ok = (ok_left & ok_right).permute(0, 2, 1).reshape(len(states), K * L)
-        return mask & torch.cat([ok, torch.ones_like(ok[:, :1])], dim=1)
+        return torch.cat([ok, torch.ones_like(ok[:, :1])], dim=1)
 
     def sample_terminal(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` feasible sequences drawn from the DMP (uniform first state)."""
@@ -259,12 +268,14 @@ class Ehrlich(SequenceTask):
         return self.fitness(seqs) >= 1.0
 
     # ---------------------------------------------------------- enumeration
-    def _reachable(self, states: Tensor) -> Tensor:
-        """Bool ``[B]``: the state can be completed to a feasible sequence."""
-        if self.mdp == "prepend_append":
-            pairs = (states[:, :-1] >= 0) & (states[:, 1:] >= 0)
-            ok = self._allowed[states[:, :-1].clamp(min=0), states[:, 1:].clamp(min=0)]
-            return (ok | ~pairs).all(dim=1)
+    def _completable_pend(self, states: Tensor) -> Tensor:
+        """Bool ``[B]``: no banned pair inside the word (a feasible completion then exists)."""
+        pairs = (states[:, :-1] >= 0) & (states[:, 1:] >= 0)
+        ok = self._allowed[states[:, :-1].clamp(min=0), states[:, 1:].clamp(min=0)]
+        return (ok | ~pairs).all(dim=1)
+
+    def _completable_fill(self, states: Tensor) -> Tensor:
+        """Bool ``[B]``: feasible paths bridge every gap between consecutive filled slots."""
         L = self.length
         positions = torch.arange(L, device=states.device).expand_as(states)
         filled = states >= 0
@@ -274,11 +285,23 @@ class Ehrlich(SequenceTask):
         gap_ok = self._reach[(positions - prev).clamp(max=L), prev_sym, states.clamp(min=0)]
         return (gap_ok | ~filled | (prev < 0)).all(dim=1)
 
+    def validate_states(self, states: Any, name: str = "states") -> Tensor:
+        """:meth:`SequenceTask.validate_states`, and the state must be completable to a feasible
+        sequence (so a full one must be feasible: no banned transition)."""
+        states = super().validate_states(states, name)
+        bad = ~self._completable(states)
+        if bool(bad.any()):
+            raise ValueError(
+                f"{name} must be completable to a feasible sequence (no banned transition "
+                f"between neighbouring symbols), got {states[bad][0].tolist()}"
+            )
+        return states
+
     def all_states(self) -> Tensor:
         """The reachable states, in the order of :meth:`SequenceTask.all_states`."""
         if self._reachable_states is None:
             states = super().all_states()
-            keep = self._reachable(states)
+            keep = self._completable(states)
             compact = torch.full((len(states),), -1, dtype=torch.long, device=self.device)
             compact[keep] = torch.arange(int(keep.sum()), device=self.device)
             self._reachable_states, self._compact = states[keep], compact
@@ -303,15 +326,13 @@ class Ehrlich(SequenceTask):
         """Long ``[M]``: positions in :meth:`terminal_states` of the sequences with f = 1."""
         return self.is_mode(self.terminal_states()).nonzero().squeeze(1)
 
+    def modes(self) -> Tensor:
+        """Bool over :meth:`terminal_states`: the sequences with f = 1."""
+        return self.is_mode(self.terminal_states())
+
     def modes_found(self, seqs: Tensor) -> int:
         """Number of distinct sequences with f = 1 among ``seqs``."""
         seqs = torch.as_tensor(seqs, device=self.device)
         if len(seqs) == 0:
             return 0
         return int(self.is_mode(torch.unique(seqs, dim=0)).sum())
-
-    def exact_metrics(self, p: Tensor) -> dict[str, float]:
-        """Exact ``tv``, ``l1``, ``kl``, ``jsd``, ``acc`` and ``expected_modes`` of a
-        distribution ``p`` over :meth:`terminal_states`."""
-        self._mode_index = self.mode_index()
-        return super().exact_metrics(p)

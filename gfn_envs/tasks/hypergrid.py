@@ -23,11 +23,14 @@ symmetric too.
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from gfn_envs.guides import ExitCapGuide
+from gfn_envs.rendering import grid_image
 from gfn_envs.task import Task
 
 REWARDS = ("original", "cosine")
@@ -66,8 +69,11 @@ class HyperGrid(Task):
         self.obs_dim = ndim * height
         self.max_length = ndim * (height - 1) + 1
         self._strides = height ** torch.arange(ndim - 1, -1, -1, device=self.device)
-        self._ones = torch.ones(1, 1, dtype=torch.long, device=self.device)
+        # Row a < ndim of _moves is the unit vector of coordinate a; row ndim (exit) is zero.
+        self._moves = torch.eye(ndim + 1, ndim, dtype=torch.long, device=self.device)
+        self._no_move = torch.tensor(ndim, device=self.device)
         self._eye = torch.eye(height, device=self.device)
+        self._shade: np.ndarray | None = None
         # Per-coordinate factors of the reward, so log_reward is a gather and two products. The
         # bands are integer comparisons on d = |2x − (H−1)| (see the module docstring).
         d = (2 * torch.arange(height, device=self.device) - (height - 1)).abs()
@@ -96,21 +102,23 @@ class HyperGrid(Task):
     def is_terminal(self, states: Tensor) -> Tensor:
         return torch.ones(len(states), dtype=torch.bool, device=states.device)
 
+    def is_initial(self, states: Tensor) -> Tensor:
+        return (states == 0).all(dim=1)
+
     def step(self, states: Tensor, actions: Tensor) -> Tensor:
-        return states.scatter_add(1, actions.unsqueeze(1), self._ones.expand(len(states), 1))
+        return states + self._moves[actions]
 
     def backward_step(self, states: Tensor, actions: Tensor) -> Tensor:
-        return states.scatter_add(1, actions.unsqueeze(1), -self._ones.expand(len(states), 1))
+        return states - self._moves[actions]
 
     def step_where(self, states: Tensor, actions: Tensor, where: Tensor) -> Tensor:
-        """One ``scatter_add`` of 1 (moving rows) or 0 (the others) at the action's coordinate."""
-        index = actions.clamp(max=self.ndim - 1).unsqueeze(1)
-        return states.scatter_add(1, index, where.long().unsqueeze(1))
+        """One table lookup: the unit vector of the action on moving rows, the zero row (index
+        ``ndim``, also exit's) on the others."""
+        return states + self._moves[torch.where(where, actions, self._no_move)]
 
     def backward_step_where(self, states: Tensor, actions: Tensor, where: Tensor) -> Tensor:
-        """One ``scatter_add`` of −1 (moving rows) or 0 (the others)."""
-        index = actions.clamp(max=self.ndim - 1).unsqueeze(1)
-        return states.scatter_add(1, index, -where.long().unsqueeze(1))
+        """As :meth:`step_where`, subtracting."""
+        return states - self._moves[torch.where(where, actions, self._no_move)]
 
     def backward_action(self, states: Tensor, actions: Tensor) -> Tensor:
         return actions
@@ -123,7 +131,7 @@ class HyperGrid(Task):
         products = self._factors[:, states].prod(dim=2)
         return (self.R0 + self._weights @ products).log().float()
 
-    def validate_states(self, states: Tensor, name: str = "states") -> Tensor:
+    def validate_states(self, states: Any, name: str = "states") -> Tensor:
         """:meth:`Task.validate_states`, and every coordinate must lie in ``[0, height)``."""
         states = super().validate_states(states, name)
         outside = ((states < 0) | (states >= self.height)).any(dim=1)
@@ -135,6 +143,17 @@ class HyperGrid(Task):
     def encode(self, states: Tensor) -> Tensor:
         """K-hot: row x_d of the identity for each coordinate (one embedding lookup)."""
         return torch.nn.functional.embedding(states, self._eye).view(len(states), self.obs_dim)
+
+    def render_rgb(self, state: Tensor) -> np.ndarray:
+        """2-D grids: the H × H grid, cells shaded by R(x)/max R, the current cell in red (row
+        x_0 from the top, column x_1 from the left). Other dimensions: :meth:`Task.render_rgb`."""
+        if self.ndim != 2:
+            return super().render_rgb(state)
+        if self._shade is None:
+            log_r = self.log_reward(self.all_states()).double()
+            self._shade = (log_r - log_r.max()).exp().view(self.height, self.height).cpu().numpy()
+        i, j = (int(v) for v in state.tolist())
+        return grid_image(self._shade, (i, j))
 
     def default_guide(self) -> ExitCapGuide:
         """P_F with exit capped at log 1e-5 where R(x) ≤ R0 (paper section 2.7)."""

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gfn_envs.tasks.sequence import SequenceTask, mean_pairwise_hamming, unique_sequences
+from gfn_envs.tasks.sequence import SequenceTask
 
 ALPHABET = "ACGU"
 
@@ -200,7 +200,7 @@ class RNABinding(SequenceTask):
         device: torch device.
 
     Not enumerable at L = 14 (4^14 objects, 5^14 fill states): evaluate samplers with
-    :meth:`discovery_metrics`. Oracle calls (distinct sequences sent to ViennaRNA) are the task's
+    :func:`gfn_envs.metrics.sequences.discovery_metrics`. Oracle calls (distinct sequences sent to ViennaRNA) are the task's
     budget: :attr:`oracle_calls`.
     """
 
@@ -246,33 +246,6 @@ class RNABinding(SequenceTask):
     def is_mode(self, seqs: Tensor) -> Tensor:
         """Bool ``[B]``: f(x) ≥ ``mode_threshold``."""
         return self.fitness(seqs) >= self.mode_threshold
-
-    def discovery_metrics(self, seqs: Tensor, k: int = 100) -> dict[str, float]:
-        """Sampled metrics of terminal sequences ``[N, L]`` drawn from a sampler (repeats allowed).
-
-        Returns ``modes_found`` (distinct sequences with f ≥ ``mode_threshold``), ``unique``
-        (distinct sequences), ``top_k_fitness`` / ``top_k_reward`` (mean f and mean R of the k best
-        distinct ones, fewer if fewer exist), ``top_k_diversity`` (mean pairwise Hamming distance
-        among those, 0 for fewer than two), ``max_fitness`` and ``oracle_calls`` (cumulative).
-        """
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {k!r}")
-        seqs = self.validate_states(seqs, "seqs")
-        if len(seqs) == 0 or bool((seqs < 0).any()):
-            raise ValueError("seqs must be a non-empty batch of full sequences")
-        distinct = unique_sequences(seqs)
-        f = self.fitness(distinct)
-        top = f.topk(min(k, len(f))).indices
-        best = distinct[top]
-        return {
-            "modes_found": float((f >= self.mode_threshold).sum()),
-            "unique": float(len(distinct)),
-            "top_k_fitness": float(f[top].mean()),
-            "top_k_reward": float(self.sequence_log_reward(best).exp().mean()),
-            "top_k_diversity": mean_pairwise_hamming(best) if len(best) > 1 else 0.0,
-            "max_fitness": float(f.max()),
-            "oracle_calls": float(self.oracle_calls),
-        }
 
 
 def _finite(value: object) -> bool:

@@ -1,30 +1,17 @@
 """Generic fixed-length sequence design: the base of BitSequence, TFBind8 and the other string tasks.
 
 An object is a sequence x = (x_0, …, x_{L−1}) of L symbols from an alphabet {0, …, K−1}. States are
-long tensors ``[B, L]`` with −1 marking an empty slot. Two generation MDPs are offered (``mdp=``):
-
-``"fill"`` — fill any empty slot (the paper's ``BioSeqEnv``, section 3.2)
-    * forward action a ∈ [0, K·L): write symbol ``a // L`` at position ``a % L``; legal iff that
-      position is empty. Exit (index K·L) is legal iff the sequence is full.
-    * backward action b ∈ [0, K·L) with the same encoding: erase the symbol at position ``b % L``;
-      legal iff that slot holds symbol ``b // L``. ``backward_action`` and ``forward_action`` are
-      the identity.
-    * every trajectory has exactly L fill steps and an exit; each x has L! trajectories.
-    * (K+1)^L states.
-
-``"prepend_append"`` — grow a contiguous word at either end (``BioSeqPendEnv``, section 3.3)
-    * states are left-aligned: the first n slots hold the word, the rest are −1.
-    * forward action a < K appends symbol a; K ≤ a < 2K prepends symbol a − K (the word shifts
-      right); exit (index 2K) is legal iff the word is full. Growing actions are legal iff it is not.
-    * backward action 0 removes the last symbol, 1 removes the first one (the word shifts left);
-      both are legal iff the word is not empty. Append maps to backward 0, prepend to backward 1.
-      At the empty word "append c" and "prepend c" are two distinct edges to the same child, and
-      at a one-symbol word both backward actions lead to s0: the DAG has parallel edges, which the
-      exact DP of :mod:`gfn_envs.exact` counts correctly.
-    * Σ_{i ≤ L} K^i states.
+long tensors ``[B, L]`` with −1 marking an empty slot. Two generation MDPs are offered (``mdp=``),
+each its own class in :mod:`gfn_envs.tasks.sequence_mdp`: ``"fill"`` (fill any empty slot, the
+paper's ``BioSeqEnv``; (K+1)^L states) and ``"prepend_append"`` (grow a contiguous word at either
+end, ``BioSeqPendEnv``; Σ_{i ≤ L} K^i states). The task holds the chosen one as
+:attr:`SequenceTask.generation` and delegates masks, steps and the state order to it.
 
 Observations (both MDPs) are K-hot: L blocks of K, the block of an empty slot all zero
 (``obs_dim = K·L``). For prepend/append the blocks follow the left-aligned word.
+
+Valid states (:meth:`SequenceTask.validate_states`): symbols in [−1, K) and, for prepend/append,
+a left-aligned word; tasks with infeasible sequences (Ehrlich) refuse those too.
 
 Rewards
 -------
@@ -45,34 +32,29 @@ When the state count is at most ``max_enumerable_states`` (5·10^6 by default) t
 enumerable. ``all_states()`` is sorted by the number of filled slots (a topological order), and
 within a level by the big-endian value of the sequence, so :meth:`terminal_states` is the K^L full
 sequences in lexicographic order and :meth:`true_distribution`, the exact DP of
-:mod:`gfn_envs.exact` and :attr:`reward_table` line up index for index. ``state_index`` is a
-vectorised O(L) formula (prepend/append) or one table lookup (fill).
+:mod:`gfn_envs.exact` and :attr:`reward_table` line up index for index.
 
-Metrics
--------
-:func:`accuracy` is the paper's Acc = min(1, E_{P_F^T}[R] / E_{P*}[R]) with E_{P*}[R] = ΣR²/ΣR.
+Modes and metrics
+-----------------
 Modes are a fixed set of sequences given by the subclass (:meth:`SequenceTask.set_modes`, e.g. the
-top 0.5 % of TFBind8) or a threshold rule (override :meth:`SequenceTask.is_mode`).
-:meth:`SequenceTask.modes_found`, :func:`top_k_mean_reward` and :func:`mean_pairwise_hamming`
-serve tasks that cannot be enumerated.
+top 0.5 % of TFBind8, chosen with :func:`top_k_indices`) or a threshold rule (override
+:meth:`SequenceTask.is_mode`). The metrics of samplers on sequence tasks (accuracy, exact metrics,
+top-k reward, diversity) live in :mod:`gfn_envs.metrics.sequences`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from gfn_envs import metrics
 from gfn_envs.task import Task
+from gfn_envs.tasks.sequence_guide import SubstructureGuide
+from gfn_envs.tasks.sequence_mdp import SEQUENCE_MDPS
 
-if TYPE_CHECKING:
-    from gfn_envs.tasks.sequence_guide import SubstructureGuide
-
-MDPS = ("fill", "prepend_append")
-_INT64_SAFE = 2**62
+MDPS = tuple(SEQUENCE_MDPS)
 
 
 def reward_transform(
@@ -105,21 +87,6 @@ def reward_transform(
     return y * (r_max / top)
 
 
-def accuracy(p: Tensor, rewards: Tensor) -> float:
-    """Acc = min(1, E_p[R] / E_{P*}[R]) with P* ∝ R, so E_{P*}[R] = ΣR²/ΣR (Shen et al. 2023).
-
-    ``p`` and ``rewards`` are aligned vectors over all objects.
-    """
-    p = torch.as_tensor(p, dtype=torch.float64)
-    rewards = torch.as_tensor(rewards, dtype=torch.float64).to(p.device)
-    if p.shape != rewards.shape or p.dim() != 1:
-        raise ValueError(
-            f"p and rewards must be 1-D of equal length, got {list(p.shape)}, {list(rewards.shape)}"
-        )
-    target = float((rewards * rewards).sum() / rewards.sum())
-    return min(1.0, float((p * rewards).sum()) / target)
-
-
 def top_k_indices(rewards: Tensor, k: int) -> Tensor:
     """Indices of the ``k`` largest rewards (ties broken by the lower index), sorted ascending."""
     rewards = torch.as_tensor(rewards)
@@ -127,35 +94,6 @@ def top_k_indices(rewards: Tensor, k: int) -> Tensor:
         raise ValueError(f"k must be an integer in [1, {len(rewards)}], got {k!r}")
     order = torch.argsort(rewards, descending=True, stable=True)
     return order[:k].sort().values
-
-
-def unique_sequences(seqs: Tensor) -> Tensor:
-    """The distinct rows of ``seqs`` ``[B, L]``, sorted lexicographically."""
-    return torch.unique(torch.as_tensor(seqs), dim=0)
-
-
-def top_k_mean_reward(seqs: Tensor, log_rewards: Tensor, k: int) -> float:
-    """Mean reward R of the ``k`` best *distinct* sequences among ``seqs`` (fewer if fewer exist)."""
-    seqs = torch.as_tensor(seqs)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    uniq, inverse = torch.unique(seqs, dim=0, return_inverse=True)
-    best = torch.full((len(uniq),), -math.inf, dtype=torch.float64)
-    best.scatter_reduce_(0, inverse.cpu(), torch.as_tensor(log_rewards).double().cpu(), "amax")
-    return float(best.topk(min(k, len(best))).values.exp().mean())
-
-
-def mean_pairwise_hamming(seqs: Tensor) -> float:
-    """Diversity: mean Hamming distance over unordered pairs of distinct rows of ``seqs``."""
-    seqs = torch.as_tensor(seqs)
-    n = len(seqs)
-    if n < 2:
-        raise ValueError(f"seqs must hold at least 2 sequences, got {n}")
-    total = 0.0
-    for start in range(0, n, 1024):
-        block = seqs[start : start + 1024]
-        total += float((block.unsqueeze(1) != seqs.unsqueeze(0)).sum())
-    return total / (n * (n - 1))
 
 
 class SequenceTask(Task):
@@ -173,6 +111,7 @@ class SequenceTask(Task):
 
     Attributes:
         length, n_symbols, mdp, alphabet, max_enumerable_states.
+        generation: the :class:`~gfn_envs.tasks.sequence_mdp.SequenceMDP` named by ``mdp``.
     """
 
     max_enumerable_states: int = 5_000_000
@@ -206,19 +145,12 @@ class SequenceTask(Task):
         self.state_shape = (L,)
         self.obs_dim = K * L
         self.max_length = L + 1
-        if mdp == "fill":
-            self.n_actions = K * L + 1
-            self.n_backward_actions = K * L
-            self._n_states = (K + 1) ** L
-        else:
-            self.n_actions = 2 * K + 1
-            self.n_backward_actions = 2
-            self._n_states = sum(K**i for i in range(L + 1))
+        self.generation = SEQUENCE_MDPS[mdp](L, K, self.device)
+        self.n_actions = self.generation.n_actions
+        self.n_backward_actions = self.generation.n_backward_actions
         self.n_sequences = K**L
-        self._positions = torch.arange(L, device=self.device)
         self._symbols = torch.arange(K, device=self.device)
         self._rows_cache: Tensor | None = None
-        self._index_lookup: Tensor | None = None
         self._mode_index: Tensor | None = None
         self._reward_table: Tensor | None = None
         self._log_reward_table: Tensor | None = None
@@ -235,24 +167,15 @@ class SequenceTask(Task):
             self._log_reward_table = table.log()
 
     # ------------------------------------------------------------------ helpers
-    @property
-    def _weights(self) -> Tensor:
-        """Big-endian place values K^{L−1−i}, long ``[L]`` (needs K^L < 2^62)."""
-        if self.n_sequences >= _INT64_SAFE:
-            raise ValueError(
-                f"K^L = {self.n_sequences} does not fit an int64 index; use the sequences directly"
-            )
-        return self.n_symbols ** torch.arange(self.length - 1, -1, -1, device=self.device)
-
     def sequence_index(self, seqs: Tensor) -> Tensor:
         """Long ``[B]``: lexicographic index Σ_i x_i K^{L−1−i} of full sequences."""
-        return (seqs.to(torch.long) * self._weights).sum(dim=1)
+        return (seqs.to(torch.long) * self.generation.place_values).sum(dim=1)
 
     def sequences_from_index(self, index: Tensor) -> Tensor:
         """Long ``[B, L]``: the full sequences with lexicographic ``index`` (inverse of
         :meth:`sequence_index`)."""
         index = torch.as_tensor(index, dtype=torch.long, device=self.device)
-        return (index.unsqueeze(1) // self._weights) % self.n_symbols
+        return (index.unsqueeze(1) // self.generation.place_values) % self.n_symbols
 
     def filled(self, states: Tensor) -> Tensor:
         """Bool ``[B, L]``: which slots hold a symbol."""
@@ -283,6 +206,24 @@ class SequenceTask(Task):
             rows.append([lookup[c] for c in s])
         return torch.tensor(rows, dtype=torch.long, device=self.device).reshape(-1, self.length)
 
+    def validate_states(self, states: Any, name: str = "states") -> Tensor:
+        """:meth:`Task.validate_states`, plus: every entry is a symbol in [0, K) or −1 (empty), and
+        the pattern of empty slots is a state of the MDP (prepend/append: a left-aligned word)."""
+        states = super().validate_states(states, name)
+        outside = ((states < -1) | (states >= self.n_symbols)).any(dim=1)
+        if bool(outside.any()):
+            raise ValueError(
+                f"{name} must hold symbols in [0, {self.n_symbols - 1}] or -1 (empty), got "
+                f"{states[outside][0].tolist()}"
+            )
+        malformed = self.generation.malformed(states)
+        if bool(malformed.any()):
+            raise ValueError(
+                f"{name} must be left-aligned words for mdp='{self.mdp}' (no symbol after an empty "
+                f"slot), got {states[malformed][0].tolist()}"
+            )
+        return states
+
     # --------------------------------------------------------------- structure
     def s0(self, batch_size: int) -> Tensor:
         return torch.full((batch_size, self.length), -1, dtype=torch.long, device=self.device)
@@ -291,45 +232,22 @@ class SequenceTask(Task):
         return (states >= 0).all(dim=1)
 
     def forward_mask(self, states: Tensor) -> Tensor:
-        empty = states < 0
-        full = ~empty.any(dim=1, keepdim=True)
-        if self.mdp == "fill":
-            return torch.cat([empty.repeat(1, self.n_symbols), full], dim=1)
-        return torch.cat([(~full).expand(-1, 2 * self.n_symbols), full], dim=1)
+        return self.generation.forward_mask(states)
 
     def backward_mask(self, states: Tensor) -> Tensor:
-        if self.mdp == "fill":
-            return (states.unsqueeze(1) == self._symbols.view(1, -1, 1)).flatten(1)
-        return (states[:, :1] >= 0).expand(-1, 2).clone()
+        return self.generation.backward_mask(states)
 
     def step(self, states: Tensor, actions: Tensor) -> Tensor:
-        K, L = self.n_symbols, self.length
-        if self.mdp == "fill":
-            return states.scatter(1, (actions % L).unsqueeze(1), (actions // L).unsqueeze(1))
-        symbol = (actions % K).unsqueeze(1)
-        appended = states.scatter(1, self.lengths(states).clamp(max=L - 1).unsqueeze(1), symbol)
-        prepended = torch.cat([symbol, states[:, :-1]], dim=1)
-        return torch.where((actions < K).unsqueeze(1), appended, prepended)
+        return self.generation.step(states, actions)
 
     def backward_step(self, states: Tensor, actions: Tensor) -> Tensor:
-        if self.mdp == "fill":
-            return states.scatter(1, (actions % self.length).unsqueeze(1), -1)
-        last = (self.lengths(states) - 1).clamp(min=0).unsqueeze(1)
-        no_last = states.scatter(1, last, -1)
-        no_first = torch.cat([states[:, 1:], torch.full_like(states[:, :1], -1)], dim=1)
-        return torch.where((actions == 0).unsqueeze(1), no_last, no_first)
+        return self.generation.backward_step(states, actions)
 
     def backward_action(self, states: Tensor, actions: Tensor) -> Tensor:
-        if self.mdp == "fill":
-            return actions.clone()
-        return (actions >= self.n_symbols).long()
+        return self.generation.backward_action(states, actions)
 
     def forward_action(self, states: Tensor, actions: Tensor) -> Tensor:
-        if self.mdp == "fill":
-            return actions.clone()
-        last = (self.lengths(states) - 1).clamp(min=0).unsqueeze(1)
-        last_symbol = states.gather(1, last).squeeze(1)
-        return torch.where(actions == 0, last_symbol, states[:, 0] + self.n_symbols)
+        return self.generation.forward_action(states, actions)
 
     def encode(self, states: Tensor) -> Tensor:
         return (states.unsqueeze(2) == self._symbols).flatten(1).float()
@@ -411,92 +329,39 @@ class SequenceTask(Task):
         seqs = torch.as_tensor(seqs, device=self.device)
         if len(seqs) == 0:
             return 0
-        return int(self.is_mode(unique_sequences(seqs)).sum())
-
-    def exact_metrics(self, p: Tensor) -> dict[str, float]:
-        """Exact ``tv``, ``l1``, ``kl``, ``jsd`` and ``acc`` of a sampler's distribution ``p`` over
-        :meth:`terminal_states`, plus ``expected_modes`` (expected distinct modes in M draws) when
-        the task declares modes."""
-        p = torch.as_tensor(p, dtype=torch.float64)
-        out = metrics.exact_metrics(p, self.true_distribution().to(p.device))
-        out["acc"] = accuracy(p, self.reward_table.to(p.device))
-        if self._mode_index is not None:
-            out["expected_modes"] = metrics.expected_modes_found(
-                p, self._mode_index.to(p.device), self.n_modes
-            )
-        return out
+        return int(self.is_mode(torch.unique(seqs, dim=0)).sum())
 
     def default_guide(self) -> SubstructureGuide:
         """The replay-buffer substructure guide of the paper (section 2.7)."""
-        from gfn_envs.tasks.sequence_guide import SubstructureGuide
-
         return SubstructureGuide(self)
 
     # ------------------------------------------------------------- enumeration
     @property
     def n_states(self) -> int:
         """Number of states of the MDP: (K+1)^L (fill) or Σ_{i≤L} K^i (prepend/append)."""
-        return self._n_states
+        return self.generation.n_states
 
     @property
     def enumerable(self) -> bool:
-        return self._n_states <= self.max_enumerable_states
+        return self.n_states <= self.max_enumerable_states
 
     def _check_enumerable(self) -> None:
         if not self.enumerable:
             raise NotImplementedError(
-                f"{type(self).__name__} has {self._n_states} states, more than "
+                f"{type(self).__name__} has {self.n_states} states, more than "
                 f"max_enumerable_states = {self.max_enumerable_states}"
             )
-
-    def fill_code(self, states: Tensor) -> Tensor:
-        """Long ``[B]``: Σ_i (s_i + 1)(K+1)^{L−1−i}, a bijection of fill states onto
-        [0, (K+1)^L)."""
-        weights = (self.n_symbols + 1) ** torch.arange(
-            self.length - 1, -1, -1, device=states.device
-        )
-        return ((states + 1) * weights).sum(dim=1)
 
     def all_states(self) -> Tensor:
         """Every state, by number of filled slots, then lexicographically (see module docstring)."""
         self._check_enumerable()
-        if self._rows_cache is not None:
-            return self._rows_cache
-        K, L = self.n_symbols, self.length
-        if self.mdp == "fill":
-            weights = (K + 1) ** torch.arange(L - 1, -1, -1, device=self.device)
-            codes = torch.arange(self._n_states, device=self.device)
-            digits = (codes.unsqueeze(1) // weights) % (K + 1)
-            order = torch.argsort((digits > 0).sum(dim=1), stable=True)
-            states = digits[order] - 1
-            lookup = torch.empty_like(order)
-            lookup[order] = torch.arange(len(order), device=self.device)
-            self._index_lookup = lookup
-        else:
-            blocks = []
-            for n in range(L + 1):
-                idx = torch.arange(K**n, device=self.device)
-                weights = K ** torch.arange(n - 1, -1, -1, device=self.device)
-                word = (idx.unsqueeze(1) // weights) % K
-                pad = torch.full((K**n, L - n), -1, dtype=torch.long, device=self.device)
-                blocks.append(torch.cat([word, pad], dim=1))
-            states = torch.cat(blocks)
-        self._rows_cache = states
-        return states
+        if self._rows_cache is None:
+            self._rows_cache = self.generation.enumerate()
+        return self._rows_cache
 
     def state_index(self, states: Tensor) -> Tensor:
         self._check_enumerable()
-        if self.mdp == "fill":
-            if self._index_lookup is None:
-                self.all_states()
-            assert self._index_lookup is not None
-            return self._index_lookup[self.fill_code(states)]
-        K, L = self.n_symbols, self.length
-        n = self.lengths(states)
-        full_code = (states.clamp(min=0) * self._weights).sum(dim=1)
-        pow_k = K ** torch.arange(L + 1, device=states.device)
-        offsets = torch.cumsum(torch.cat([pow_k.new_zeros(1), pow_k[:-1]]), dim=0)
-        return offsets[n] + full_code // pow_k[L - n]
+        return self.generation.index(states)
 
     def terminal_states(self) -> Tensor:
         """The K^L full sequences in lexicographic order (the last level of :meth:`all_states`)."""

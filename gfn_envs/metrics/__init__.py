@@ -9,6 +9,10 @@
 Exact metrics take two full probability vectors. The ``sampled_*`` helpers estimate them from
 samples, report the sample count and the noise floor (the TV a *perfect* sampler would show with that
 many samples), and warn when a result cannot be told apart from that floor.
+
+Task-family metrics build on these in submodules: :mod:`gfn_envs.metrics.sequences` (accuracy,
+exact metrics of sequence tasks, top-k reward, diversity, discovery metrics) and
+:mod:`gfn_envs.metrics.graphs` (edge marginals, SHD, edge AUROC, exact and sampled BayesNet metrics).
 """
 
 from __future__ import annotations
