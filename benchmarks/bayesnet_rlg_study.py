@@ -16,9 +16,10 @@ A *setting* is a list of factors applied on top of gfn-gym's defaults:
   whose posterior puts 30 % of its mass evenly on the 24 complete DAGs (one equivalence class).
 * ``lr-z``: ``lr_z = 1`` (the paper's BN script) instead of 0.1.
 * ``guide-75``: the RL-G guide threshold at 75 nats (hard-coded in the paper's code) instead of the
-  0.75-quantile of the log-rewards; the cap is log 1e−10 in both.
+  0.75-quantile of the log-rewards; the cap is 1e−10 in both (see docs/bayesnet.md on capping the
+  exit probability, as gfn-gym does, or the exit logit, as the paper's code does).
 * ``tb-backward``: RL-B / RL-G train P_B as the paper's BN script does (:class:`TBStyleBackward`)
-  instead of by the policy-gradient backward update of :class:`gfn_agents.pg.CoupledBackward`.
+  instead of by the policy-gradient backward update of :class:`gfn_agents.backward.CoupledBackward`.
 * ``adj-obs``: the networks see the adjacency matrix only (the paper's input), not [A, closure].
 * ``eps``: TB with ε-uniform exploration (ε = 0.5 decayed by 0.99 per iteration to 0.01).
 
@@ -54,12 +55,14 @@ import torch
 from torch import Tensor
 
 from gfn_agents import make_agent
+from gfn_agents.backward import CoupledBackward
 from gfn_agents.logprobs import step_log_probs
 from gfn_agents.rollout import sample_trajectories
 from gfn_envs import metrics
 from gfn_envs.env import GFlowNetEnv
 from gfn_envs.exact import exact_distribution
-from gfn_envs.tasks.bayesnet import BayesNet, adjacency_of
+from gfn_envs.scoring import guided_log_probs
+from gfn_envs.tasks.bayesnet import BayesNet
 
 AGENTS = ("RL-U", "RL-B", "RL-G", "TB")
 FACTORS = ("ref-data", "d4", "lr-z", "guide-75", "tb-backward", "adj-obs", "eps")
@@ -140,14 +143,13 @@ class TBStyleBackward:
 
     def exit_log_prob(self, objects: Tensor) -> Tensor:
         """log P_ref(s_f | x), without gradient."""
-        agent, task = self.agent, self.agent.task
+        task = self.agent.task
+        exit_ = torch.full((len(objects),), task.exit_action, device=objects.device)
         with torch.no_grad():
-            logits = agent.networks.forward_outputs(task.encode(objects))[:, : task.n_actions]
-            logits = logits.masked_fill(~task.forward_mask(objects), -torch.inf)
-            exit_ = torch.full((len(objects),), task.exit_action, device=objects.device)
-            if self.guide is None:
-                return logits.log_softmax(dim=1)[:, task.exit_action]
-            return self.guide.log_prob(objects, exit_, logits, objects)
+            log_pf, log_pg = guided_log_probs(
+                task, self.agent.networks.forward_outputs, objects, exit_, objects, self.guide
+            )
+        return log_pf if log_pg is None else log_pg
 
     def update(self, objects: Tensor, log_rewards: Tensor) -> dict[str, float]:
         agent = self.agent
@@ -168,6 +170,9 @@ class TBStyleBackward:
         self.optimizer.step()
         return {"backward_tb_loss": float(loss.detach())}
 
+    def modules(self) -> dict[str, Any]:
+        return {"backward_optimizer": self.optimizer}
+
 
 class AdjacencyObsBayesNet(BayesNet):
     """BayesNet whose observation is the adjacency matrix alone (d² floats), as in the paper."""
@@ -181,7 +186,7 @@ class AdjacencyObsBayesNet(BayesNet):
 
 
 def make_task(factors: set[str]) -> BayesNet:
-    """The d = 5 task of a setting."""
+    """The task of a setting (d = 5 unless ``d4``); RL-G uses its default guide."""
     kwargs: dict[str, Any] = {"guide_threshold": 75.0} if "guide-75" in factors else {}
     cls = AdjacencyObsBayesNet if "adj-obs" in factors else BayesNet
     if "ref-data" in factors:
@@ -190,6 +195,32 @@ def make_task(factors: set[str]) -> BayesNet:
     if "d4" in factors:
         return cls(num_nodes=4, num_samples=100, noise_std=0.1, seed=0, **kwargs)
     return cls(num_nodes=5, **kwargs)
+
+
+def describe_data_sets() -> None:
+    """Print, for gfn-gym's default d = 5 data, the paper's d = 5 data and the 4-node example, the
+    posterior's log Z*, max log R, expected edge count, mass on the complete DAGs, the number of
+    DAGs holding 90 % of it, and the share of DAGs (and of posterior mass) that the two guide
+    thresholds cap: the default 0.75-quantile and 75 nats."""
+    print(
+        f"{'data set':10s} {'log Z*':>7s} {'max logR':>8s} {'E[edges]':>8s} {'P*(cmpl)':>8s} "
+        f"{'90% DAGs':>13s} {'q0.75':>6s} {'DAGs<=75':>8s} {'mass<=75':>8s}"
+    )
+    for name, factors in (("default", set()), ("ref-data", {"ref-data"}), ("d4", {"d4"})):
+        task = make_task(factors)
+        p, states = task.true_distribution(), task.terminal_states()
+        log_r = task.log_reward(states).to(p.device)
+        edges = task.adjacency(states).sum(dim=(1, 2)).to(p.device).double()
+        complete = edges == task.num_nodes * (task.num_nodes - 1) // 2
+        top = p.sort(descending=True).values.cumsum(0)
+        n90 = int((top < 0.9).sum()) + 1
+        capped = log_r <= 75.0
+        print(
+            f"{name:10s} {task.log_partition():7.1f} {float(log_r.max()):8.1f} "
+            f"{float((p * edges).sum()):8.1f} {float(p[complete].sum()):8.3f} "
+            f"{n90:6d} of {len(p):5d} {task.default_guide().threshold:6.1f} "
+            f"{float(capped.double().mean()):8.3f} {float(p[capped].sum()):8.4f}"
+        )
 
 
 def run(job: tuple[str, str, int, int, int]) -> dict[str, Any]:
@@ -211,10 +242,11 @@ def run(job: tuple[str, str, int, int, int]) -> dict[str, Any]:
     if "eps" in factors and name == "TB":
         kwargs.update(epsilon=0.5, epsilon_decay=0.99, epsilon_end=0.01)
     agent = make_agent(name, GFlowNetEnv(task), **kwargs)
-    if "tb-backward" in factors and getattr(agent, "backward_learner", None) is not None:
-        agent.backward_learner = TBStyleBackward(agent, agent.backward_learner.guide)
+    learner = getattr(agent, "backward_learner", None)
+    if "tb-backward" in factors and isinstance(learner, CoupledBackward):  # RL-B and RL-G
+        agent.backward_learner = TBStyleBackward(agent, learner.guide)
     target = task.true_distribution()
-    edges = adjacency_of(task, task.terminal_states()).sum(dim=(1, 2))
+    edges = task.adjacency(task.terminal_states()).sum(dim=(1, 2))
     complete = edges == task.num_nodes * (task.num_nodes - 1) // 2
     log_z_star = task.log_partition()
     curve = []
@@ -267,21 +299,41 @@ def exit_probabilities(agent: Any, task: BayesNet, edges: Tensor, target: Tensor
     return out
 
 
-def summarise(results: list[dict[str, Any]], metric: str) -> None:
-    """Print ``metric`` at the last checkpoint as mean [per seed], one row per (setting, agent,
-    trajectories)."""
+def summarise(results: list[dict[str, Any]], metric: str, at: list[int] | None = None) -> None:
+    """Print ``metric`` as mean [per seed], one row per (setting, agent, trajectories), at the
+    checkpoints ``at`` (trajectories; default: each run's last checkpoint)."""
     rows: dict[tuple[str, str, int], list[tuple[int, float]]] = {}
     for r in results:
-        last = r["curve"][-1]
-        if metric in last:
-            key = (r["setting"], r["agent"], last["trajectories"])
-            rows.setdefault(key, []).append((r["seed"], last[metric]))
-    print(f"\n{metric} at the last checkpoint, mean [per seed]")
+        points = [c for c in r["curve"] if c["trajectories"] in at] if at else r["curve"][-1:]
+        for c in points:
+            if metric in c:
+                key = (r["setting"], r["agent"], c["trajectories"])
+                rows.setdefault(key, []).append((r["seed"], c[metric]))
+    where = "at " + ", ".join(map(str, at)) + " trajectories" if at else "at the last checkpoint"
+    print(f"\n{metric} {where}, mean [per seed]")
     for (setting, agent, trajectories), values in sorted(rows.items()):
         values.sort()
         mean = statistics.mean(v for _, v in values)
         per_seed = ", ".join(f"{v:.2f}" for _, v in values)
-        print(f"  {setting:45s} {agent:5s} {trajectories:7d} {mean:.2f} [{per_seed}]")
+        seeds = ",".join(str(s) for s, _ in values)
+        print(f"  {setting:45s} {agent:5s} {trajectories:7d} {mean:.2f} [{per_seed}] seeds {seeds}")
+
+
+def print_exit_probabilities(results: list[dict[str, Any]], setting: str, seed: int) -> None:
+    """Print the RL-G run of ``setting`` and ``seed``: P_F(exit) at the DAGs with k edges
+    (posterior-weighted) for the two largest k below the complete DAGs, P_F^T(complete DAGs) and
+    the exact TV, at every checkpoint."""
+    for r in results:
+        if r["agent"] == "RL-G" and r["setting"] == setting and r["seed"] == seed:
+            k = len(r["edge_count_mass_target"]) - 1
+            print(f"\nRL-G, {setting}, seed {seed} (P*(complete) {r['complete_mass_target']:.2f})")
+            print(f"  {'trajectories':>12s} exit|{k - 2} edges exit|{k - 1} edges complete  tv")
+            for c in r["curve"]:
+                e = c["exit_prob"]
+                print(
+                    f"  {c['trajectories']:12d} {e[k - 2]:12.3f} {e[k - 1]:12.3f} "
+                    f"{c['complete_mass']:8.2f} {c['tv']:.2f}"
+                )
 
 
 def main() -> None:
@@ -301,12 +353,29 @@ def main() -> None:
     parser.add_argument(
         "--report", action="store_true", help="only summarise the runs already in --out"
     )
+    parser.add_argument(
+        "--data-sets", action="store_true", help="only describe the three data sets' posteriors"
+    )
+    parser.add_argument(
+        "--at", nargs="+", type=int, help="with --report: checkpoints to show, in trajectories"
+    )
+    parser.add_argument(
+        "--exits",
+        metavar="SETTING:SEED",
+        help="with --report: P_F's exit probabilities of the RL-G run of SETTING and SEED",
+    )
     args = parser.parse_args()
+    if args.data_sets:
+        describe_data_sets()
+        return
     if args.report:
         with open(args.out) as f:
             results = [json.loads(line) for line in f if line.strip()]
-        for metric in ("tv", "jsd", "complete_mass"):
-            summarise(results, metric)
+        for metric in ("tv", "jsd", "logz_error", "complete_mass"):
+            summarise(results, metric, args.at)
+        if args.exits:
+            setting, seed = args.exits.rsplit(":", 1)
+            print_exit_probabilities(results, setting or "defaults", int(seed))
         return
     for setting in args.settings:
         unknown = {f for f in setting.split(",") if f} - set(FACTORS)
