@@ -1,10 +1,12 @@
 """Training throughput of every agent on the paper's configuration, against its physical floor.
 
-Configuration (paper section 5, perf-anchors table B): HyperGrid 2 × 64, R0 = 0.01, batches of 128
+Configuration (paper section 5): HyperGrid 2 × 64, R0 = 0.01, batches of 128
 trajectories, P_F and P_B MLPs 4 × 256, value networks 2 × 256, one torch thread. Each agent first
 trains ``--warmup`` iterations untimed (trajectories grow from about 3 to 20–60 steps), then
 ``--blocks`` blocks of ``--block-iters`` iterations are timed; the script prints the median
-[min–max] of the blocks' **transitions/s** (forward actions, exit included).
+[min–max] of the blocks' **transitions/s** (forward actions, exit included), with the mean
+trajectory length, b and N (below) and U/N, the share of an iteration's rows that are distinct
+states.
 
 **The floor.** The script measures the machine's MLP throughput (states/s) for the same networks:
 forward without gradient, and forward + backward, at the two batch sizes the algorithms use: the
@@ -16,9 +18,12 @@ it cannot avoid:
 * RL-B, RL-G: RL-U + P_B fwd at the children (N) + the backward rollout's P_B fwd+bwd at b +
   P_F fwd at the parents (N) + the backward value fwd+bwd (N), the backward terms weighted by
   (N − B)/N, the number of moves per transition;
-* RL-T: P_F fwd at b (sampling) + value fwd+bwd at N + the surrogate/KL gradient pass fwd+bwd at N
-  + ``cg_iters`` Fisher-vector products (each counted as one fwd+bwd at N, a lower bound) + one
-  line-search fwd at N; approximate;
+* RL-T: P_F fwd at b (sampling) + value fwd+bwd at N + the gradient pass fwd+bwd at N (the
+  surrogate gradient, which also builds the linearisation the Fisher products reuse) + ``cg_iters``
+  Fisher-vector products, each counted as one fwd+bwd at N + one line-search fwd at N. A product
+  is Gauss-Newton: one Jacobian-vector product (forward mode, by the double-vjp trick) and one
+  vector-Jacobian product (backward). Per layer that is 2 + 2 matrix products against 1 + 2 for a
+  fwd+bwd, so the floor's count is a lower bound (about 1.3× it in FLOPs);
 * TB, DB, SubTB (learned P_B): P_F fwd+bwd at b + P_B fwd+bwd at N × (N − B)/N; the "-U" variants
   only P_F fwd+bwd at b.
 
@@ -26,7 +31,14 @@ The MLP rates are measured right after each timed block, at that block's b and N
 throughput and its floor see the same load on a shared machine; the share of floor is computed per
 block and the script prints its median [min–max]. Throughput ÷ floor is the share of time spent
 in unavoidable network work; the rest is overhead (Python, masks, env steps, copies, optimizer
-steps). Targets: TB ≥ 90 %, RL-U and RL-B ≥ 80 %.
+steps). Targets: TB ≥ 90 %, RL-U and RL-B ≥ 80 %, RL-T ≥ 75 %.
+
+**RL-T's Fisher product.** With RL-T among the presets, the script also times, at RL-T's last
+flat batch N and its policy architecture, one fwd+bwd, one Fisher-vector product of
+:class:`gfn_agents.trpo.GaussNewtonFisher` and its two halves, and for reference the same JVP by
+forward mode (``torch.func.jvp``, which recomputes the forward pass) and autograd's double backward
+of the KL gradient (the Hessian-vector product RL-T used before), and prints each as a multiple of
+the fwd+bwd.
 
 **torchgfn.** When a Python with ``import gfn`` is available (``--anchor-python``, default
 ``/tmp/anchor-venv/bin/python``; torchgfn needs numpy < 2, so it lives outside ``.venv``), the
@@ -55,19 +67,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 import gfn_envs  # noqa: F401  (registers the ids)
 from gfn_agents import GFlowNetAlgorithm, make_agent
 from gfn_agents.policies import mlp
 from gfn_agents.rollout import sample_trajectories
+from gfn_agents.trpo import GaussNewtonFisher, _flat, _kl
+from gfn_envs.scoring import masked_log_softmax
 
 GRID = {"ndim": 2, "height": 64, "R0": 0.01}
 ENV_ID = "gfn_envs/HyperGrid-v0"
 PRESETS = ("RL-U", "RL-B", "RL-G", "RL-T", "TB", "DB", "SubTB", "TB-U")
 POLICY_ARCH = (256, 256, 256, 256)
 VALUE_ARCH = (256, 256)
-TARGETS = {"TB": 0.90, "RL-U": 0.80, "RL-B": 0.80}
+TARGETS = {"TB": 0.90, "RL-U": 0.80, "RL-B": 0.80, "RL-T": 0.75}
 
 
 @dataclass
@@ -116,13 +130,14 @@ def build(name: str, batch_size: int, seed: int) -> GFlowNetAlgorithm:
     return make_agent(name, ENV_ID, env_kwargs=GRID, **kwargs)
 
 
-def batch_shape(agent: GFlowNetAlgorithm) -> tuple[float, float]:
-    """(rollout batch b, flat batch N) of one on-policy batch of the agent's current P_F."""
+def batch_shape(agent: GFlowNetAlgorithm) -> tuple[float, float, float]:
+    """(rollout batch b, flat batch N, share of the N rows that are distinct states) of one
+    on-policy batch of the agent's current P_F."""
     traj = sample_trajectories(
         agent.forward_env, agent.networks.forward_outputs, agent.generator, grad=False
     )
-    steps = traj.valid.shape[0]
-    return len(traj.actions) / steps, float(len(traj.actions))
+    steps, flat = traj.valid.shape[0], len(traj.actions)
+    return flat / steps, float(flat), len(torch.unique(traj.states, dim=0)) / flat
 
 
 def time_agent(
@@ -149,10 +164,10 @@ def time_agent(
         transitions = agent.num_timesteps - start_steps
         rates.append(transitions / elapsed)
         lengths.append(transitions / (batch_size * block_iters))
-        rollout, flat = batch_shape(agent)
+        rollout, flat, distinct = batch_shape(agent)
         moves = (flat - batch_size) / flat
         floors.append(floor_rate(FLOORS[name], nets, obs_dim, rollout, flat, moves, repeats))
-        shapes.append((rollout, flat))
+        shapes.append((rollout, flat, distinct))
     return {
         "rates": rates,
         "floors": floors,
@@ -160,6 +175,7 @@ def time_agent(
         "length": statistics.mean(lengths),
         "rollout_batch": statistics.mean(s[0] for s in shapes),
         "flat_batch": statistics.mean(s[1] for s in shapes),
+        "distinct": statistics.mean(s[2] for s in shapes),
         "agent": agent,
     }
 
@@ -201,6 +217,60 @@ def floor_rate(
             rates[key] = network_rate(nets[p.net], obs_dim, key[2], p.mode, repeats)
         seconds += weight / rates[key]
     return 1.0 / seconds
+
+
+def fisher_costs(flat: int, repeats: int, seed: int) -> dict[str, float]:
+    """Median seconds of RL-T's network work at ``flat`` rows of 2 × 64 states (random K-hot
+    observations, random masks with exit always legal): fwd+bwd, the Gauss-Newton product, its JVP
+    and VJP halves, and the double-backward Hessian-vector product of the KL."""
+    gen = torch.Generator().manual_seed(seed)
+    height = GRID["height"]
+    obs = torch.zeros(flat, 2 * height)
+    rows = torch.arange(flat)
+    for axis in range(2):
+        obs[rows, axis * height + torch.randint(0, height, (flat,), generator=gen)] = 1.0
+    mask = torch.rand(flat, 3, generator=gen) < 0.9
+    mask[:, -1] = True
+    net = mlp(2 * height, 3, POLICY_ARCH)
+    params = list(net.parameters())
+    log_probs = masked_log_softmax(net(obs), mask)
+    seed_rows = torch.randn(flat, 3, generator=gen) * mask
+    fisher = GaussNewtonFisher(params, log_probs, mask, seed_rows, batch_size=128, damping=1e-3)
+    kl = _kl(log_probs.detach(), log_probs, mask).sum() / 128
+    kl_grad = _flat(torch.autograd.grad(kl, params, create_graph=True), params)
+    v = torch.randn(len(fisher.gradient), generator=gen)
+
+    def fwd_bwd() -> None:
+        net.zero_grad(set_to_none=True)
+        net(obs).sum().backward()
+
+    values = {name: p.detach() for name, p in net.named_parameters()}
+    tangents = dict(zip(values, v.split([p.numel() for p in params]), strict=True))
+    tangents = {name: t.view_as(values[name]) for name, t in tangents.items()}
+
+    def forward_mode() -> None:
+        def log_probs_at(named: dict[str, Tensor]) -> Tensor:
+            return masked_log_softmax(torch.func.functional_call(net, named, (obs,)), mask)
+
+        torch.func.jvp(log_probs_at, (values,), (tangents,))
+
+    passes = {
+        "fwd+bwd": fwd_bwd,
+        "Gauss-Newton product": lambda: fisher(v),
+        "  its JVP": lambda: fisher.jvp(v),
+        "  JVP by forward mode": forward_mode,
+        "  its VJP": lambda: torch.autograd.grad(
+            log_probs, params, fisher.weights, retain_graph=True
+        ),
+        "double-backward HVP": lambda: torch.autograd.grad(kl_grad @ v, params, retain_graph=True),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in passes}
+    for _ in range(repeats):  # interleaved, so every pass sees the same load
+        for name, run in passes.items():
+            start = time.perf_counter()
+            run()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times) for name, times in samples.items()}
 
 
 ANCHOR_SCRIPT = r"""
@@ -313,7 +383,7 @@ def main() -> None:
         )
 
     print(
-        f"\n{'agent':<8} {'transitions/s':>22} {'len':>5} {'b':>5} {'N':>6} "
+        f"\n{'agent':<8} {'transitions/s':>22} {'len':>5} {'b':>5} {'N':>6} {'U/N':>4} "
         f"{'floor/s':>8} {'of floor':>16} {'target':>7}"
     )
     for name, r in results.items():
@@ -323,7 +393,8 @@ def main() -> None:
         shares = f"{share:.0%} [{min(r['shares']):.0%}–{max(r['shares']):.0%}]"
         print(
             f"{name:<8} {fmt(r['rates']):>22} {r['length']:>5.1f} {r['rollout_batch']:>5.0f} "
-            f"{r['flat_batch']:>6.0f} {statistics.median(r['floors']) / 1e3:>7.1f}k "
+            f"{r['flat_batch']:>6.0f} {r['distinct']:>4.0%} "
+            f"{statistics.median(r['floors']) / 1e3:>7.1f}k "
             f"{shares:>16} {verdict:>7}"
         )
     if anchor is not None:
@@ -336,6 +407,15 @@ def main() -> None:
     else:
         print("torchgfn not available (see --anchor-python); no anchor ratio")
 
+    if "RL-T" in results:
+        flat = round(results["RL-T"]["flat_batch"])
+        costs = fisher_costs(flat, max(args.repeats, 5), args.seed)
+        print(f"\nRL-T's network work at N = {flat} (median of {max(args.repeats, 5)}):")
+        for name, seconds in costs.items():
+            print(
+                f"  {name:<22} {seconds * 1e3:7.1f} ms  {seconds / costs['fwd+bwd']:.2f}x fwd+bwd"
+            )
+
     if args.profile:
         agent = results[args.profile]["agent"] if args.profile in results else None
         if agent is None:
@@ -347,8 +427,9 @@ def main() -> None:
             total_trajectories=args.batch_size * args.block_iters, reset_num_timesteps=False
         )
         profiler.disable()
-        print(f"\ncProfile of {args.block_iters} iterations of {args.profile} (tottime):")
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+        for order, lines in (("tottime", 15), ("cumtime", 30)):
+            print(f"\ncProfile of {args.block_iters} iterations of {args.profile} ({order}):")
+            pstats.Stats(profiler).sort_stats(order).print_stats(lines)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from gfn_agents import distributed
 from gfn_agents.estimator import AdamUpdate, ValueCritic, estimator_step
 from gfn_agents.logprobs import StepLogProbs, step_log_probs
 from gfn_agents.policies import PolicyNetworks
@@ -96,8 +97,8 @@ class CoupledBackward:
         traj = sample_trajectories(
             self.env, self.networks.backward_logits, self.generator, starts=objects
         )
-        if len(traj.actions) == 0:
-            return {}
+        if distributed.global_count(len(traj.actions), traj.valid.device) == 0:
+            return {}  # every start is s0 (on every rank of a data-parallel run)
         lp = step_log_probs(self.networks, self.task, traj, guide=self.guide)
         costs = backward_costs(self.reference_log_probs(lp), lp.log_pb.detach())
         stats = estimator_step(traj, costs, lp.log_pb, self.critic, self.policy_update)
@@ -133,7 +134,7 @@ class GuidedBackward(CoupledBackward):
         return lp.log_guide
 
     def update(self, objects: Tensor, log_rewards: Tensor) -> dict[str, float]:
-        self._guide.observe(objects, log_rewards)
+        self._guide.observe(*distributed.gather_rows(objects, log_rewards))  # all ranks' batch
         return super().update(objects, log_rewards)
 
     def modules(self) -> dict[str, Any]:

@@ -30,10 +30,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from gfn_agents.base import GFlowNetAlgorithm, check_positive, check_unit_interval
+from gfn_agents.base import GFlowNetAlgorithm
 from gfn_agents.logprobs import StepLogProbs, step_log_probs
 from gfn_agents.policies import PolicyNetworks
 from gfn_agents.rollout import Trajectories, sample_trajectories
+from gfn_agents.validation import check_positive, check_unit_interval
 from gfn_envs.scoring import forward_costs
 
 BACKWARD = ("learned", "uniform")

@@ -14,6 +14,9 @@ terminal objects; ``predict(obs, action_masks=…)``; ``save(path)`` and ``Agent
 * Checkpoints (:mod:`gfn_agents.checkpoint`): JSON metadata (hyperparameters, env spec with a task
   fingerprint, counters) and weights-only tensors (networks, optimizers, RNG states), written
   atomically; loading never unpickles.
+* Under torchrun the agent is one rank of a data-parallel run (:mod:`gfn_agents.distributed`):
+  every update is the single-process update on all ranks' trajectories, and rank 0 alone logs,
+  runs the callbacks and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -34,32 +37,18 @@ from stable_baselines3.common.logger import Logger, configure
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from gfn_agents import distributed
 from gfn_agents.checkpoint import read_checkpoint, restore_modules, write_checkpoint
 from gfn_agents.envspec import check_env, env_identity, task_fingerprint
 from gfn_agents.registry import AGENT_CLASSES, agent_class
 from gfn_agents.rollout import sample_trajectories
+from gfn_agents.validation import check_device, check_positive
 from gfn_envs.env import GFlowNetVectorEnv
 from gfn_envs.scoring import clip_log_rewards, policy_log_probs
 from gfn_envs.task import Task
 from gfn_envs.unwrap import task_of
 
 POLICIES = ("MlpPolicy",)
-
-
-def check_positive(name: str, value: Any, integer: bool = False) -> None:
-    """Raise a clear ValueError unless ``value`` is a positive (integer) number."""
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
-        what = "a positive integer" if integer else "a positive number"
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-    if not integer and not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-
-
-def check_unit_interval(name: str, value: Any) -> None:
-    """Raise a clear ValueError unless ``value`` lies in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
 
 
 def _keyword_parameters(cls: type) -> list[str]:
@@ -73,37 +62,23 @@ def _keyword_parameters(cls: type) -> list[str]:
     return sorted(names - {"self", "policy", "env"})
 
 
-def check_device(device: Any) -> torch.device:
-    """``device`` as a torch.device, or a clear ValueError when it is malformed or unavailable."""
-    try:
-        out = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be like 'cpu', 'cuda' or 'cuda:0', got {device!r}") from exc
-    if out.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    if out.type == "cuda" and (out.index or 0) >= torch.cuda.device_count():
-        raise ValueError(
-            f"device={str(device)!r} but CUDA is not available or has no such GPU (torch "
-            f"{torch.__version__}, {torch.cuda.device_count()} GPU(s)); use device='cpu'"
-        )
-    return out
-
-
 class GFlowNetAlgorithm(ABC):
     """Base class of all agents. Subclasses implement :meth:`_setup_model` and :meth:`train_step`.
 
     Args:
         policy: ``"MlpPolicy"`` (masked categorical MLPs).
         env: registered id, Gymnasium env or vector env of gfn_envs (or a task).
-        batch_size: trajectories per training iteration.
+        batch_size: trajectories per training iteration (in all: under torchrun each of N ranks
+            samples batch_size / N; see :mod:`gfn_agents.distributed`).
         learning_rate: Adam step size of the policy networks.
         lr_z: Adam step size of log Z.
         net_arch: hidden widths of P_F and P_B (default 4 × 256 as in the paper).
         log_reward_clip: lower clip of log R in the losses (the paper's −12), or None.
         env_kwargs: kwargs of a registered id.
-        seed: seeds network initialisation and sampling; the same seed gives the same run.
-        device: ``"cpu"`` or ``"cuda"`` (a ValueError when CUDA is unavailable); an env given by
-            its id is built there too.
+        seed: seeds network initialisation and sampling (rank r samples with seed + r); the same
+            seed gives the same run.
+        device: ``"cpu"`` or ``"cuda"`` (a ValueError when CUDA is unavailable; ``cuda:LOCAL_RANK``
+            under torchrun); an env given by its id is built there too.
         verbose: 0 silent, 1 logs to stdout.
         tensorboard_log: directory for tensorboard and csv logs, or None.
 
@@ -155,7 +130,8 @@ class GFlowNetAlgorithm(ABC):
             raise ValueError(f"tensorboard_log must be a path or None, got {tensorboard_log!r}")
         if env_kwargs is not None and not isinstance(env_kwargs, dict):
             raise ValueError(f"env_kwargs must be a dict or None, got {type(env_kwargs).__name__}")
-        self.device = check_device(device)
+        self.parallel, self.device = distributed.join(check_device(device))
+        self.local_batch_size = distributed.local_share(batch_size, self.parallel)
         self.env_id, self.env_kwargs = env_identity(env, env_kwargs)
         if isinstance(env, str):
             env = gym.make(self.env_id, **{"device": str(self.device), **(env_kwargs or {})})
@@ -176,13 +152,14 @@ class GFlowNetAlgorithm(ABC):
         self.backward_env = self._vector_env("backward")
         self.generator = torch.Generator(device=self.device)
         if seed is not None:
-            self.generator.manual_seed(seed)
+            self.generator.manual_seed(seed + distributed.rank(self.parallel))
             torch.manual_seed(seed)
         else:
             self.generator.seed()
         self.num_timesteps = self.num_trajectories = self.iteration = 0
         self._logger: Logger | None = None
         self._setup_model()
+        distributed.start(self)
 
     # ------------------------------------------------------------------ subclass API
     @abstractmethod
@@ -217,7 +194,11 @@ class GFlowNetAlgorithm(ABC):
 
     def _vector_env(self, direction: str) -> GFlowNetVectorEnv:
         return GFlowNetVectorEnv(
-            self.batch_size, self.task, direction=direction, autoreset_mode="disabled", tensors=True
+            self.local_batch_size,
+            self.task,
+            direction=direction,
+            autoreset_mode="disabled",
+            tensors=True,
         )
 
     def clipped_log_rewards(self, log_rewards: Tensor) -> Tensor:
@@ -229,6 +210,11 @@ class GFlowNetAlgorithm(ABC):
         """The current estimate of log Z."""
         return float(self.networks.log_z.detach())
 
+    @property
+    def is_main(self) -> bool:
+        """Whether this process logs, evaluates and writes checkpoints (rank 0, or alone)."""
+        return distributed.rank(self.parallel) == 0
+
     def get_env(self) -> GFlowNetVectorEnv:
         """The vector env the agent samples through (SB3 callbacks read it)."""
         return self.forward_env
@@ -236,8 +222,8 @@ class GFlowNetAlgorithm(ABC):
     @property
     def logger(self) -> Logger:
         if self._logger is None:
-            formats = ["stdout"] if self.verbose else []
-            if self.tensorboard_log is not None:
+            formats = ["stdout"] if self.verbose and self.is_main else []
+            if self.tensorboard_log is not None and self.is_main:
                 formats += ["csv", "tensorboard"]
             self._logger = configure(self.tensorboard_log, formats)
         return self._logger
@@ -306,7 +292,7 @@ class GFlowNetAlgorithm(ABC):
         out = []
         env = (
             self.forward_env
-            if n >= self.batch_size
+            if n >= self.local_batch_size
             else GFlowNetVectorEnv(n, self.task, autoreset_mode="disabled", tensors=True)
         )
         while sum(len(x) for x in out) < n:
@@ -360,26 +346,27 @@ class GFlowNetAlgorithm(ABC):
             raise ValueError(
                 f"callback must be an SB3 BaseCallback, a list or None, got {callback!r}"
             )
-        cb = CallbackList(callbacks)
+        cb = CallbackList(callbacks if self.is_main else [])
         cb.init_callback(self)  # type: ignore[arg-type]
         cb.on_training_start(locals(), globals())
         bar = tqdm(
             total=target,
             initial=progress(),
-            disable=not progress_bar,
+            disable=not (progress_bar and self.is_main),
             unit="traj" if total_trajectories is not None else "step",
         )
         start, start_traj = time.perf_counter(), self.num_trajectories
         start_iteration = self.iteration
         try:
             while progress() < target:
-                stats = self.train_step()
+                stats = distributed.end_iteration(self, self.train_step())
                 before = progress()
                 self.iteration += 1
                 self.num_trajectories += self.batch_size
                 self.num_timesteps += int(stats.pop("transitions"))
                 bar.update(min(progress(), target) - min(before, target))
-                keep_going = cb.on_step()  # evaluations are recorded here, before this dump
+                # evaluations are recorded here, before this dump; every rank stops together
+                keep_going = distributed.agree(self, cb.on_step())
                 last = not keep_going or progress() >= target
                 if self.iteration % log_interval == 0 or last or self.logger.name_to_value:
                     for key, value in stats.items():
@@ -401,12 +388,16 @@ class GFlowNetAlgorithm(ABC):
 
     # ------------------------------------------------------------------ persistence
     def _rng_state(self) -> dict[str, Tensor]:
-        return {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}
+        state = {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}
+        return {**state, **distributed.generator_states(self)}
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write a checkpoint (:mod:`gfn_agents.checkpoint`) atomically; ``.zip`` is appended
         when missing. It holds the hyperparameters, the env spec (id, kwargs, task fingerprint),
-        every network and optimizer state, the RNG states and the counters."""
+        every network and optimizer state, the RNG states and the counters. In a data-parallel
+        run only rank 0 writes, with the world size and every rank's generator state."""
+        if not self.is_main:
+            return
         if self._fingerprint is None:
             self._fingerprint = task_fingerprint(self.task)
         metadata = {
@@ -417,6 +408,7 @@ class GFlowNetAlgorithm(ABC):
             "num_timesteps": self.num_timesteps,
             "num_trajectories": self.num_trajectories,
             "iteration": self.iteration,
+            "world_size": 1 if self.parallel is None else self.parallel.world_size,
         }
         modules = {name: module.state_dict() for name, module in self._modules().items()}
         write_checkpoint(path, metadata, modules, self._rng_state())
@@ -475,7 +467,7 @@ class GFlowNetAlgorithm(ABC):
         )
         restore_modules(ckpt, agent._modules(), context)
         try:
-            agent.generator.set_state(ckpt.rng["generator"].cpu())
+            distributed.resume(agent, ckpt.rng)
             torch.set_rng_state(ckpt.rng["torch"].cpu())
         except (RuntimeError, TypeError) as exc:
             raise ValueError(f"{path} is damaged: its RNG state does not load ({exc})") from exc

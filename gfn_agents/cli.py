@@ -19,6 +19,8 @@ prints its exact metrics, or sampled statistics for a task too large to enumerat
   state, until ``--trajectories`` in total: the result equals an uninterrupted run.
 * SIGINT (Ctrl-C) or SIGTERM lets the current iteration finish, writes the checkpoint to
   ``--save`` and exits with a one-line message; a second signal aborts at once.
+* Under ``torchrun`` every rank runs ``gfn-train`` with the same arguments and trains its share of
+  each batch (docs/distributed.md); rank 0 alone prints, evaluates and writes checkpoints.
 * Exit status: 0 when done; 2 for a usage error (a bad argument, an unreadable checkpoint, an
   unavailable device); 130 after SIGINT and 143 after SIGTERM (128 + the signal number, as a shell
   reports a process killed by that signal), so scripts can tell an interrupted run from a
@@ -246,9 +248,9 @@ def _build(args: argparse.Namespace) -> tuple[Any, list[Any]]:
     import torch
 
     from gfn_agents import make_agent
-    from gfn_agents.base import check_device
     from gfn_agents.callbacks import PeriodicCheckpoint
     from gfn_agents.evaluation import ExactEvalCallback
+    from gfn_agents.validation import check_device
 
     _check_counts(args)
     check_device(args.device)
@@ -318,10 +320,12 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 progress_bar=args.progress,
                 reset_num_timesteps=False,
             )
-        else:
+        elif agent.is_main:
             print(f"{args.resume} already holds {agent.num_trajectories} trajectories")
         if args.save:
-            agent.save(args.save)
+            agent.save(args.save)  # rank 0 writes; the other ranks of a torchrun job return
+    if not agent.is_main:  # rank 0 reports for every rank
+        return 0 if stop.signum is None else 128 + stop.signum
     if stop.signum is not None:
         what = f"checkpoint written to {saved}" if saved else "no --save given, nothing written"
         print(

@@ -41,10 +41,12 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.utils import polyak_update
 from torch import Tensor, nn
 
-from gfn_agents.base import GFlowNetAlgorithm, check_positive, check_unit_interval
+from gfn_agents import distributed
+from gfn_agents.base import GFlowNetAlgorithm
 from gfn_agents.checkpoint import load_arrays, save_arrays
 from gfn_agents.policies import check_net_arch, mlp
 from gfn_agents.rollout import sample_trajectories
+from gfn_agents.validation import check_positive, check_unit_interval
 from gfn_envs.scoring import gather, masked_log_softmax
 from gfn_envs.wrappers import CheckedPolicy, ForwardRewardModel, PolicyLike
 
@@ -172,9 +174,9 @@ class SoftDQN(GFlowNetAlgorithm):
         batch_size: trajectories sampled per iteration.
         learning_rate: Adam step size of Q_θ.
         net_arch: hidden widths of Q (default 2 × 256).
-        buffer_size: replay capacity in transitions.
-        learning_starts: transitions collected before the first gradient step.
-        train_batch_size: transitions per gradient step.
+        buffer_size: replay capacity in transitions (on N ranks, N buffers of buffer_size / N).
+        learning_starts: transitions collected (by all ranks) before the first gradient step.
+        train_batch_size: transitions per gradient step (train_batch_size / N from each rank).
         gradient_steps: gradient steps per iteration.
         target_update_tau: Polyak coefficient of the target network per gradient step.
         epsilon: weight of the uniform legal policy in the exploration mixture.
@@ -257,8 +259,13 @@ class SoftDQN(GFlowNetAlgorithm):
         self.rewards = ForwardRewardModel(
             task, self.backward_policy, log_z=0.0, log_reward_clip=self.log_reward_clip
         )
+        # In a data-parallel run each rank keeps its own share of the replay memory and samples
+        # its share of every gradient step's minibatch (docs/distributed.md).
+        self.local_train_batch_size = distributed.local_share(
+            self.train_batch_size, self.parallel, "train_batch_size"
+        )
         self.replay_buffer = MaskableReplayBuffer(
-            self.buffer_size,
+            distributed.local_share(self.buffer_size, self.parallel, "buffer_size"),
             self.forward_env.single_observation_space,
             task.n_actions,
             tuple(task.state_shape),
@@ -376,11 +383,12 @@ class SoftDQN(GFlowNetAlgorithm):
     def train_step(self) -> dict[str, float]:
         transitions = self._collect()
         stats: dict[str, float] = {"transitions": float(transitions)}
-        if self.replay_buffer.size() < max(self.learning_starts, 1):
+        stored = distributed.global_count(self.replay_buffer.size(), self.device)
+        if stored < max(self.learning_starts, 1):
             return stats
         losses = []
         for _ in range(self.gradient_steps):
-            batch = self.replay_buffer.sample_masked(self.train_batch_size, self.generator)
+            batch = self.replay_buffer.sample_masked(self.local_train_batch_size, self.generator)
             with torch.no_grad():
                 target = self._target(batch)
             q = self.networks.q(batch.observations).gather(1, batch.actions.unsqueeze(1)).squeeze(1)

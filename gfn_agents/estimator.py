@@ -28,6 +28,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from gfn_agents import distributed
 from gfn_agents.policies import ValueNetwork
 from gfn_agents.rollout import Trajectories
 from gfn_agents.trpo import trpo_step
@@ -53,12 +54,13 @@ def advantages_and_returns(
 
     Returns:
         ``(Â − mean Â, G)`` with Â_t = Σ_k λ^k δ_{t+k}, δ_t = c_t + Ṽ(s_{t+1}) − Ṽ(s_t) and
-        G_t = Σ_{k≥t} c_k (see the module docstring).
+        G_t = Σ_{k≥t} c_k (see the module docstring). In a data-parallel run the mean is over the
+        rows of every rank (:func:`gfn_agents.distributed.global_mean`).
     """
     values = values.detach()
     deltas = costs + traj.next_values(values) - values
     advantages = discounted_sum(traj, deltas, lam)
-    return advantages - advantages.mean(), discounted_sum(traj, costs, 1.0)
+    return advantages - distributed.global_mean(advantages), discounted_sum(traj, costs, 1.0)
 
 
 def surrogate_loss(advantages: Tensor, log_probs: Tensor, batch_size: int) -> Tensor:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from gfn_agents.backward import BackwardLearner, CoupledBackward, GuidedBackward, UniformBackward
-from gfn_agents.base import GFlowNetAlgorithm, check_positive, check_unit_interval
+from gfn_agents.base import GFlowNetAlgorithm
 from gfn_agents.estimator import (
     AdamUpdate,
     PolicyUpdate,
@@ -38,6 +38,7 @@ from gfn_agents.estimator import (
 from gfn_agents.logprobs import step_log_probs
 from gfn_agents.policies import PolicyNetworks
 from gfn_agents.rollout import sample_trajectories
+from gfn_agents.validation import check_positive, check_unit_interval
 from gfn_envs.guides import guide_spec, make_guide
 from gfn_envs.scoring import Guide, forward_costs
 
