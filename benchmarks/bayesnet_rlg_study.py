@@ -30,7 +30,9 @@ Usage::
     .venv/bin/python benchmarks/bayesnet_rlg_study.py --jobs 2                  # the main table
     .venv/bin/python benchmarks/bayesnet_rlg_study.py --agents RL-G --iterations 2000 \\
         --every 100 --settings ref-data,lr-z,guide-75,tb-backward,adj-obs --jobs 2
-    .venv/bin/python benchmarks/bayesnet_rlg_study.py --report --out runs.jsonl
+    .venv/bin/python benchmarks/bayesnet_rlg_study.py --report --out runs.jsonl \\
+        --at 25600 102400 --exits ref-data,lr-z:0                               # a summary
+    .venv/bin/python benchmarks/bayesnet_rlg_study.py --data-sets              # the posteriors
 
 Cost: on an idle core one iteration takes about 0.2 s for RL-B / RL-G, 0.14 s for RL-U and 0.1 s
 for TB, and an exact evaluation 0.5 s. On a 2-core machine shared with other jobs, a 200-iteration
@@ -334,6 +336,8 @@ def print_exit_probabilities(results: list[dict[str, Any]], setting: str, seed: 
                     f"  {c['trajectories']:12d} {e[k - 2]:12.3f} {e[k - 1]:12.3f} "
                     f"{c['complete_mass']:8.2f} {c['tv']:.2f}"
                 )
+            return
+    raise SystemExit(f"--exits: no RL-G run with setting {setting!r} and seed {seed} in --out")
 
 
 def main() -> None:
