@@ -133,6 +133,16 @@ def figures(directory: Path, summary: dict[str, Any]) -> list[str]:
     return written
 
 
+def _share(sweep: dict[str, Any], threads: int) -> str:
+    """The CPU share of the runs, which shows how busy the machine was."""
+    if not sweep["run_seconds"]:
+        return ""
+    share = sweep["cpu_seconds"] / (sweep["run_seconds"] * threads)
+    busy = " (a machine shared with other jobs)" if share < 0.8 else ""
+    cores = "a core" if threads == 1 else f"{threads} cores"
+    return f"; a run used {share:.0%} of {cores} on average{busy}"
+
+
 def section(summary: dict[str, Any], images: list[str], prefix: str, level: int = 2) -> str:
     """The markdown section of one experiment; figure links are ``prefix + file name``."""
     e = summary["experiment"]
@@ -159,7 +169,7 @@ def section(summary: dict[str, Any], images: list[str], prefix: str, level: int 
         f"**Machine.** {mach['processor']}, {mach['cpus']} cores, {e['threads']} torch "
         f"thread(s) per run; the runs took {sweep['run_seconds']:,.0f} s "
         f"({sweep['cpu_seconds']:,.0f} CPU seconds) in all, from {sweep['started']} to "
-        f"{sweep['ended']}.",
+        f"{sweep['ended']}{_share(sweep, e['threads'])}.",
         "",
         "Final metrics are mean ± std (population) over the finished seeds at the last "
         "evaluation; wall time is training time, evaluations excluded.",
