@@ -307,6 +307,14 @@ def test_claims_and_report_are_computed_from_fixture_curves(tmp_path: Path) -> N
         )
         assert summary["claim"]["verdict"] == verdict
         assert f"| {name} |" in claims_table and f"**{verdict}**" in claims_table
+        (row,) = [line for line in claims_table.splitlines() if line.startswith(f"| {name} |")]
+        claim = summary["claim"]
+        pick = min if claim["direction"] == "<=" else max
+        for group, cell in zip(("better", "than"), row.split(" | ")[4:6], strict=True):
+            means = {
+                a: summary["agents"][a]["final"][claim["metric"]]["mean"] for a in claim[group]
+            }
+            assert cell.startswith(f"{pick(means, key=means.__getitem__)}: ")
         for label, agent in summary["agents"].items():
             curves = [
                 rows(folders / name / label / f"seed-{s}" / "curve.jsonl") for s in agent["seeds"]

@@ -41,7 +41,7 @@ def _number(value: float | None) -> str:
     return f"{value:.3g}"
 
 
-def _mean_std(stats: dict[str, float | None] | None) -> str:
+def mean_std(stats: dict[str, float | None] | None) -> str:
     if not stats or stats["mean"] is None:
         return "n/a"
     std = stats["std"]
@@ -88,8 +88,8 @@ def table(summary: dict[str, Any]) -> str:
         seeds = ",".join(map(str, agent["seeds"])) or "none"
         if agent["unfinished"]:
             seeds += f" (unfinished: {','.join(map(str, agent['unfinished']))})"
-        cells = [label, seeds, *(_mean_std(final.get(m)) for m in metrics)]
-        cells += [_mean_std(final.get("trajectories")), _mean_std(final.get("wall_time"))]
+        cells = [label, seeds, *(mean_std(final.get(m)) for m in metrics)]
+        cells += [mean_std(final.get("trajectories")), mean_std(final.get("wall_time"))]
         if claim is not None:
             cells.append(threshold_cell(agent["to_threshold"]))
         lines.append("| " + " | ".join(cells) + " |")

@@ -37,7 +37,7 @@ import torch
 from gfn_agents.experiments.claims import RULE
 from gfn_agents.experiments.config import SHIPPED, load_experiment, shipped_configs
 from gfn_agents.experiments.files import read_json
-from gfn_agents.experiments.report import section, threshold_cell, write_report
+from gfn_agents.experiments.report import mean_std, section, threshold_cell, write_report
 from gfn_agents.experiments.sweep import EXPERIMENT
 from gfn_envs.tasks.hypergrid import HyperGrid
 from gfn_envs.unwrap import task_of
@@ -193,11 +193,29 @@ def band_change_section(summaries: list[dict[str, Any]]) -> str:
 
 
 # ------------------------------------------------------------------------------ other sections
+def _best_final(summary: dict[str, Any], group: list[str]) -> str:
+    """The group's agent with the best final mean of the claim's metric, as ``label: value``."""
+    verdict = summary["claim"]
+    finals = {}
+    for label in group:
+        stats = summary["agents"].get(label, {}).get("final", {}).get(verdict["metric"])
+        if stats and stats["mean"] is not None:
+            finals[label] = stats["mean"]
+    if not finals:
+        return "n/a"
+    pick = min if verdict["direction"] == "<=" else max
+    label = pick(finals, key=finals.__getitem__)
+    return f"{label}: {mean_std(summary['agents'][label]['final'][verdict['metric']])}"
+
+
 def claims_table(summaries: list[dict[str, Any]]) -> str:
-    """One row per experiment with a claim: the two groups' best T and the verdict."""
+    """One row per experiment with a claim: the two groups' best T, their best final value of
+    the claim's metric (which shows the direction when no agent met the threshold), and the
+    verdict."""
     lines = [
-        "| experiment | claim | first group: best T | second group: best T | verdict |",
-        "|---|---|---|---|---|",
+        "| experiment | claim | first group: best T | second group: best T | "
+        "best final value: first group | second group | verdict |",
+        "|---|---|---|---|---|---|---|",
     ]
     for summary in summaries:
         verdict = summary["claim"]
@@ -213,8 +231,9 @@ def claims_table(summaries: list[dict[str, Any]]) -> str:
             label = verdict.get(key)
             times = summary["agents"][label]["to_threshold"] if label else None
             cells.append(f"{label}: {threshold_cell(times)}" if times else "n/a")
+        cells += [_best_final(summary, verdict["better"]), _best_final(summary, verdict["than"])]
         name = summary["experiment"]["name"]
-        lines.append(f"| {name} | {claim} | {cells[0]} | {cells[1]} | **{verdict['verdict']}** |")
+        lines.append(f"| {name} | {claim} | {' | '.join(cells)} | **{verdict['verdict']}** |")
     return "\n".join(lines)
 
 
