@@ -126,10 +126,10 @@ def run_torchgfn(
 ) -> tuple[int, float, float, float]:
     """The same loop on torchgfn's HyperGrid: (states, loop s, ``_step`` s, equivalent s).
 
-    ``_step`` is what torchgfn's sampler calls and what the reference anchors time. Its masks are
-    computed lazily and its K-hot observations by a separate preprocessor, so "equivalent" adds
-    the ``forward_masks`` access and the ``KHotPreprocessor`` call on the live states, the work
-    our ``step`` does too.
+    ``_step`` is what torchgfn's sampler calls and what the torchgfn 2.4.1 reference runs time.
+    Its masks are computed lazily and its K-hot observations by a separate preprocessor, so
+    "equivalent" adds the ``forward_masks`` access and the ``KHotPreprocessor`` call on the live
+    states, the work our ``step`` does too.
     """
     from gfn.gym import HyperGrid as TorchgfnHyperGrid
     from gfn.preprocessors import KHotPreprocessor

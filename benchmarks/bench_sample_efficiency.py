@@ -1,16 +1,20 @@
-"""Sample efficiency on 2 × 16 HyperGrid against the paper's code and torchgfn (perf-anchors D).
+"""Sample efficiency on 2 × 16 HyperGrid against the paper's code and torchgfn.
 
 Configuration of the anchor table: HyperGrid 2 × 16, R0 = 0.01, 128 trajectories per iteration,
 P_F and P_B MLPs 4 × 256, lr 1e-3, lr_Z 0.1, lr_V 5e-3, λ = 0.99 (our presets' defaults, which are
 the paper's), 400 iterations, seeds 0, 1, 2, one torch thread per run. The script prints the exact
 TV after 100, 200 and 400 iterations as mean [min–max] over seeds, the JSD (nats) at 400, and the
-training wall time of the 400 iterations (exact evaluations excluded), next to the anchor rows
-copied from ``perf-anchors.md`` (GFN-PG at commit 64f0a0b2 and torchgfn 2.4.1, measured on this
-machine kind).
+training wall time of the 400 iterations (exact evaluations excluded), next to the anchor rows:
+reference runs of the paper's code (GFN-PG, github.com/niupuhua1234/GFN-PG at commit 64f0a0b2) and
+of torchgfn 2.4.1 in the same configuration, one run at a time with one torch thread, on this
+project's 2-core CPU machine kind (torch 2.13.0+cpu). Both libraries score against their own
+target, which is ours: they decide the reward bands in float32, which on 2 × 16 agrees with our
+exact integer rule (log Z* = 3.75091, 4 cells of maximal reward; ``tests/test_hypergrid.py``
+checks the float32 agreement, and the equality with torchgfn's target where torchgfn is installed).
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_sample_efficiency.py --jobs 2      # about 5 min on 2 cores
+    .venv/bin/python benchmarks/bench_sample_efficiency.py --jobs 2  # 5 min on 2 idle cores, 30 at load 11-16
     .venv/bin/python benchmarks/bench_sample_efficiency.py --methods RL-U TB --seeds 0
 """
 
@@ -37,8 +41,9 @@ ANCHORS: dict[str, list[tuple[str, tuple[float, float, float], float, float]]] =
         ("GFN-PG TB-B", (0.157, 0.032, 0.026), 0.0022, 44),
     ],
 }
-"""perf-anchors.md table D: (row, mean TV at 100/200/400 iterations, mean JSD at 400, median
-training seconds for 400 iterations)."""
+"""The reference runs (GFN-PG at commit 64f0a0b2, torchgfn 2.4.1; one at a time, one torch thread,
+on this project's 2-core CPU machine kind): (row, mean TV at 100/200/400 iterations, mean JSD at
+400, median training seconds for 400 iterations)."""
 
 
 def run(job: tuple[str, int]) -> dict[str, Any]:

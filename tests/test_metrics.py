@@ -37,7 +37,7 @@ def test_metrics_by_hand() -> None:
     assert metrics.jsd(p, q) == pytest.approx(expected_jsd)
     assert metrics.jsd(q, p) == pytest.approx(expected_jsd)
     assert metrics.kl(torch.tensor([0.0, 1.0]), q) == pytest.approx(-math.log(0.75))
-    assert metrics.logz_error(9.5, 9.55033) == pytest.approx(0.05033)
+    assert metrics.logz_error(9.5, 9.53585) == pytest.approx(0.03585)
     assert metrics.logz_error(10.0, 9.0) == 1.0
 
 

@@ -34,10 +34,11 @@ give the halogen two bonds: 72,842 of the 161,051 strings (45.2 %).
 Reward
 ------
 q(x) = QED(x) (Bickerton et al. 2012, ``rdkit.Chem.QED.qed``) for valid molecules, q(x) = 0 for
-invalid ones. The reward is the paper's transform for QM9str (``paper.md`` §3.2):
-y = max(q, R_min); y ← y^α; R(x) = R_max · y / max_x y, with α = 5, R_min = 1e−3, R_max = 10. Invalid
-molecules therefore get the documented floor reward R_max·(R_min/max q)^α ≈ 1.4·10^−14 (they are not
-masked, so every string stays reachable and the DAG stays the plain sequence DAG).
+invalid ones. The reward is the paper's transform for QM9str (as in the paper's code,
+``envs/bioseq.py``): y = max(q, R_min); y ← y^α; R(x) = R_max · y / max_x y, with α = 5,
+R_min = 1e−3, R_max = 10. Invalid molecules therefore get the documented floor reward
+R_max·(R_min/max q)^α ≈ 1.4·10^−14 (they are not masked, so every string stays reachable and the
+DAG stays the plain sequence DAG).
 
 The QED table of all 161,051 strings (float32, lexicographic order, x_0 most significant) ships as
 ``gfn_envs/data/molecules_qed.npy``, built once by ``tools/build_molecule_table.py`` (about 100 s);
