@@ -6,7 +6,7 @@ trains ``--warmup`` iterations untimed (trajectories grow from about 3 to 20–6
 ``--blocks`` blocks of ``--block-iters`` iterations are timed; the script prints the median
 [min–max] of the blocks' **transitions/s** (forward actions, exit included), with the mean
 trajectory length, b and N (below) and U/N, the share of an iteration's rows that are distinct
-states.
+(observation, mask) rows, the states RL-T's step runs on.
 
 **The floor.** The script measures the machine's MLP throughput (states/s) for the same networks:
 forward without gradient, and forward + backward, at the two batch sizes the algorithms use: the
@@ -23,7 +23,10 @@ it cannot avoid:
   Fisher-vector products, each counted as one fwd+bwd at N + one line-search fwd at N. A product
   is Gauss-Newton: one Jacobian-vector product (forward mode, by the double-vjp trick) and one
   vector-Jacobian product (backward). Per layer that is 2 + 2 matrix products against 1 + 2 for a
-  fwd+bwd, so the floor's count is a lower bound (about 1.3× it in FLOPs);
+  fwd+bwd, so the floor's count is a lower bound (about 1.3× it in FLOPs). RL-T's step runs on the
+  U distinct (observation, mask) rows of the N, weighted by their counts, so it can beat this
+  floor; the script also prints its share of the **floor at U rows**, the same passes with the
+  gradient pass, the products and the line-search forward at U rows;
 * TB, DB, SubTB (learned P_B): P_F fwd+bwd at b + P_B fwd+bwd at N × (N − B)/N; the "-U" variants
   only P_F fwd+bwd at b.
 
@@ -33,12 +36,13 @@ block and the script prints its median [min–max]. Throughput ÷ floor is the s
 in unavoidable network work; the rest is overhead (Python, masks, env steps, copies, optimizer
 steps). Targets: TB ≥ 90 %, RL-U and RL-B ≥ 80 %, RL-T ≥ 75 %.
 
-**RL-T's Fisher product.** With RL-T among the presets, the script also times, at RL-T's last
-flat batch N and its policy architecture, one fwd+bwd, one Fisher-vector product of
-:class:`gfn_agents.trpo.GaussNewtonFisher` and its two halves, and for reference the same JVP by
-forward mode (``torch.func.jvp``, which recomputes the forward pass) and autograd's double backward
-of the KL gradient (the Hessian-vector product RL-T used before), and prints each as a multiple of
-the fwd+bwd.
+**RL-T's Fisher product.** With RL-T among the presets, the script also times, on one on-policy
+batch of the trained RL-T (N rows, U distinct) and with its policy architecture, one fwd+bwd at N,
+the search for the distinct rows (:func:`gfn_agents.trpo.distinct_states`), one Fisher-vector
+product of :class:`gfn_agents.trpo.GaussNewtonFisher` at N rows and at the U distinct rows, its two
+halves, and for reference the same JVP by forward mode (``torch.func.jvp``, which recomputes the
+forward pass) and autograd's double backward of the KL gradient (the Hessian-vector product RL-T
+used before), and prints each as a multiple of the fwd+bwd at N.
 
 **torchgfn.** When a Python with ``import gfn`` is available (``--anchor-python``, default
 ``/tmp/anchor-venv/bin/python``; torchgfn needs numpy < 2, so it lives outside ``.venv``), the
@@ -72,8 +76,8 @@ from torch import Tensor, nn
 import gfn_envs  # noqa: F401  (registers the ids)
 from gfn_agents import GFlowNetAlgorithm, make_agent
 from gfn_agents.policies import mlp
-from gfn_agents.rollout import sample_trajectories
-from gfn_agents.trpo import GaussNewtonFisher, _flat, _kl
+from gfn_agents.rollout import Trajectories, sample_trajectories
+from gfn_agents.trpo import GaussNewtonFisher, _flat, _kl, distinct_states
 from gfn_envs.scoring import masked_log_softmax
 
 GRID = {"ndim": 2, "height": 64, "R0": 0.01}
@@ -87,7 +91,8 @@ TARGETS = {"TB": 0.90, "RL-U": 0.80, "RL-B": 0.80, "RL-T": 0.75}
 @dataclass
 class Pass:
     """One unavoidable network pass: ``net`` in {policy, value}, ``mode`` in {fwd, fwdbwd},
-    ``batch`` in {rollout, flat}, ``weight`` rows per forward transition (``"moves"`` = (N−B)/N)."""
+    ``batch`` in {rollout, flat, distinct}, ``weight`` rows per forward transition (``"moves"`` =
+    (N−B)/N)."""
 
     net: str
     mode: str
@@ -121,6 +126,16 @@ FLOORS: dict[str, list[Pass]] = {
     "DB-U": [Pass("policy", "fwdbwd", "rollout")],
     "SubTB-U": [Pass("policy", "fwdbwd", "rollout")],
 }
+FLOORS_AT_DISTINCT: dict[str, list[Pass]] = {
+    "RL-T": [
+        Pass("policy", "fwd", "rollout"),
+        Pass("value", "fwdbwd", "flat"),
+        Pass("policy", "fwdbwd", "distinct"),
+        Pass("policy", "fwdbwd", "distinct", 10.0),
+        Pass("policy", "fwd", "distinct"),
+    ],
+}
+"""The floors with the passes of RL-T's step at the U distinct rows it runs on."""
 
 
 def build(name: str, batch_size: int, seed: int) -> GFlowNetAlgorithm:
@@ -130,14 +145,19 @@ def build(name: str, batch_size: int, seed: int) -> GFlowNetAlgorithm:
     return make_agent(name, ENV_ID, env_kwargs=GRID, **kwargs)
 
 
-def batch_shape(agent: GFlowNetAlgorithm) -> tuple[float, float, float]:
-    """(rollout batch b, flat batch N, share of the N rows that are distinct states) of one
-    on-policy batch of the agent's current P_F."""
-    traj = sample_trajectories(
+def on_policy_batch(agent: GFlowNetAlgorithm) -> Trajectories:
+    """One batch of the agent's current P_F, without the autograd graph."""
+    return sample_trajectories(
         agent.forward_env, agent.networks.forward_outputs, agent.generator, grad=False
     )
+
+
+def batch_shape(agent: GFlowNetAlgorithm) -> tuple[float, float, float]:
+    """(rollout batch b, flat batch N, distinct (observation, mask) rows U) of one on-policy batch
+    of the agent's current P_F."""
+    traj = on_policy_batch(agent)
     steps, flat = traj.valid.shape[0], len(traj.actions)
-    return flat / steps, float(flat), len(torch.unique(traj.states, dim=0)) / flat
+    return flat / steps, float(flat), float(len(distinct_states(traj.obs, traj.masks)[2].unique()))
 
 
 def time_agent(
@@ -156,7 +176,7 @@ def time_agent(
     agent.learn(total_trajectories=batch_size * warmup)
     obs_dim = 2 * GRID["height"]
     nets = {"policy": mlp(obs_dim, 3, POLICY_ARCH), "value": mlp(obs_dim, 1, VALUE_ARCH)}
-    rates, lengths, floors, shapes = [], [], [], []
+    rates, lengths, floors, distinct_floors, shapes = [], [], [], [], []
     for _ in range(blocks):
         start_steps, start = agent.num_timesteps, time.perf_counter()
         agent.learn(total_trajectories=batch_size * block_iters, reset_num_timesteps=False)
@@ -164,18 +184,23 @@ def time_agent(
         transitions = agent.num_timesteps - start_steps
         rates.append(transitions / elapsed)
         lengths.append(transitions / (batch_size * block_iters))
-        rollout, flat, distinct = batch_shape(agent)
-        moves = (flat - batch_size) / flat
-        floors.append(floor_rate(FLOORS[name], nets, obs_dim, rollout, flat, moves, repeats))
-        shapes.append((rollout, flat, distinct))
+        shape = batch_shape(agent)
+        moves = (shape[1] - batch_size) / shape[1]
+        floors.append(floor_rate(FLOORS[name], nets, obs_dim, shape, moves, repeats))
+        if name in FLOORS_AT_DISTINCT:
+            distinct_floors.append(
+                floor_rate(FLOORS_AT_DISTINCT[name], nets, obs_dim, shape, moves, repeats)
+            )
+        shapes.append(shape)
     return {
         "rates": rates,
         "floors": floors,
         "shares": [r / f for r, f in zip(rates, floors, strict=True)],
+        "distinct_shares": [r / f for r, f in zip(rates, distinct_floors, strict=True)],
         "length": statistics.mean(lengths),
         "rollout_batch": statistics.mean(s[0] for s in shapes),
         "flat_batch": statistics.mean(s[1] for s in shapes),
-        "distinct": statistics.mean(s[2] for s in shapes),
+        "distinct": statistics.mean(s[2] / s[1] for s in shapes),
         "agent": agent,
     }
 
@@ -202,40 +227,46 @@ def floor_rate(
     passes: list[Pass],
     nets: dict[str, nn.Module],
     obs_dim: int,
-    rollout: float,
-    flat: float,
+    shape: tuple[float, float, float],
     moves: float,
     repeats: int,
 ) -> float:
-    """Transitions/s if only ``passes`` ran: 1 / Σ weight / rate, each rate measured now."""
+    """Transitions/s if only ``passes`` ran: 1 / Σ weight · (rows per transition) / rate, each
+    rate (rows/s) measured now at the batch ``shape`` (b, N, U). A rollout or flat pass runs
+    once per transition, a pass over the distinct rows U/N times."""
     rates: dict[tuple[str, str, int], float] = {}
+    rows = dict(zip(("rollout", "flat", "distinct"), shape, strict=True))
     seconds = 0.0
     for p in passes:
         weight = moves if p.weight == "moves" else float(p.weight)
-        key = (p.net, p.mode, round(rollout if p.batch == "rollout" else flat))
+        if p.batch == "distinct":
+            weight *= shape[2] / shape[1]
+        key = (p.net, p.mode, round(rows[p.batch]))
         if key not in rates:
             rates[key] = network_rate(nets[p.net], obs_dim, key[2], p.mode, repeats)
         seconds += weight / rates[key]
     return 1.0 / seconds
 
 
-def fisher_costs(flat: int, repeats: int, seed: int) -> dict[str, float]:
-    """Median seconds of RL-T's network work at ``flat`` rows of 2 × 64 states (random K-hot
-    observations, random masks with exit always legal): fwd+bwd, the Gauss-Newton product, its JVP
-    and VJP halves, and the double-backward Hessian-vector product of the KL."""
+def fisher_costs(traj: Trajectories, repeats: int, seed: int) -> dict[str, float]:
+    """Median seconds of RL-T's network work on the batch ``traj`` (N rows) with a fresh policy
+    MLP: fwd+bwd at N, the search for the U distinct rows, the Gauss-Newton product at N and at U
+    rows (weighted by the rows per state), its JVP and VJP halves at N, the JVP by forward mode,
+    and the double-backward Hessian-vector product of the KL at N."""
     gen = torch.Generator().manual_seed(seed)
-    height = GRID["height"]
-    obs = torch.zeros(flat, 2 * height)
-    rows = torch.arange(flat)
-    for axis in range(2):
-        obs[rows, axis * height + torch.randint(0, height, (flat,), generator=gen)] = 1.0
-    mask = torch.rand(flat, 3, generator=gen) < 0.9
-    mask[:, -1] = True
-    net = mlp(2 * height, 3, POLICY_ARCH)
+    obs, mask = traj.obs, traj.masks
+    net = mlp(obs.shape[1], mask.shape[1], POLICY_ARCH)
     params = list(net.parameters())
-    log_probs = masked_log_softmax(net(obs), mask)
-    seed_rows = torch.randn(flat, 3, generator=gen) * mask
-    fisher = GaussNewtonFisher(params, log_probs, mask, seed_rows, batch_size=128, damping=1e-3)
+
+    def product_at(rows_obs: Tensor, rows_mask: Tensor, counts: Tensor) -> GaussNewtonFisher:
+        log_probs = masked_log_softmax(net(rows_obs), rows_mask)
+        seed_rows = torch.randn(rows_mask.shape, generator=gen) * rows_mask
+        return GaussNewtonFisher(params, log_probs, rows_mask, seed_rows, counts, 128, 1e-3)
+
+    fisher = product_at(obs, mask, torch.ones(len(obs)))
+    log_probs = fisher.log_probs
+    unique_obs, unique_mask, states = distinct_states(obs, mask)
+    over_states = product_at(unique_obs, unique_mask, torch.bincount(states).float())
     kl = _kl(log_probs.detach(), log_probs, mask).sum() / 128
     kl_grad = _flat(torch.autograd.grad(kl, params, create_graph=True), params)
     v = torch.randn(len(fisher.gradient), generator=gen)
@@ -256,7 +287,9 @@ def fisher_costs(flat: int, repeats: int, seed: int) -> dict[str, float]:
 
     passes = {
         "fwd+bwd": fwd_bwd,
+        "distinct rows search": lambda: distinct_states(obs, mask),
         "Gauss-Newton product": lambda: fisher(v),
+        "  at the U rows": lambda: over_states(v),
         "  its JVP": lambda: fisher.jvp(v),
         "  JVP by forward mode": forward_mode,
         "  its VJP": lambda: torch.autograd.grad(
@@ -408,9 +441,19 @@ def main() -> None:
         print("torchgfn not available (see --anchor-python); no anchor ratio")
 
     if "RL-T" in results:
-        flat = round(results["RL-T"]["flat_batch"])
-        costs = fisher_costs(flat, max(args.repeats, 5), args.seed)
-        print(f"\nRL-T's network work at N = {flat} (median of {max(args.repeats, 5)}):")
+        r = results["RL-T"]
+        shares = r["distinct_shares"]
+        print(
+            f"RL-T against the floor with its step's passes at the U distinct rows: "
+            f"{statistics.median(shares):.0%} [{min(shares):.0%}–{max(shares):.0%}]"
+        )
+        traj = on_policy_batch(r["agent"])
+        unique = len(distinct_states(traj.obs, traj.masks)[0])
+        costs = fisher_costs(traj, max(args.repeats, 5), args.seed)
+        print(
+            f"\nRL-T's network work on one batch, N = {len(traj.obs)}, U = {unique} "
+            f"(median of {max(args.repeats, 5)}):"
+        )
         for name, seconds in costs.items():
             print(
                 f"  {name:<22} {seconds * 1e3:7.1f} ms  {seconds / costs['fwd+bwd']:.2f}x fwd+bwd"

@@ -31,7 +31,7 @@ from torch import Tensor
 from gfn_agents import distributed
 from gfn_agents.policies import ValueNetwork
 from gfn_agents.rollout import Trajectories
-from gfn_agents.trpo import trpo_step
+from gfn_agents.trpo import distinct_states, trpo_step
 from gfn_envs.scoring import Policy, policy_log_probs
 
 
@@ -152,9 +152,10 @@ class TrpoUpdate:
     """Policy step: a TRPO step of the policy's parameters (RL-T, :func:`gfn_agents.trpo.trpo_step`).
 
     ``extra_loss`` (log Z's) takes one step of ``optimizer`` first. The step re-evaluates the
-    policy on the batch's observations in one batched pass with a fresh graph: double backward
-    through it (the Fisher products) is far cheaper than through the per-step graph of the
-    sampling pass.
+    policy on the batch's distinct (observation, mask) rows
+    (:func:`~gfn_agents.trpo.distinct_states`) in one batched pass with a fresh graph: the Fisher
+    products through it are far cheaper than through the per-step graph of the sampling pass, and
+    rows that repeat a state cost nothing beyond their weight.
 
     Args:
         policy: the policy being updated, ``(obs, mask) -> logits``.
@@ -187,17 +188,20 @@ class TrpoUpdate:
             extra_loss.backward()
             self.optimizer.step()
 
+        obs, masks, states = distinct_states(traj.obs, traj.masks)
+
         def evaluate() -> Tensor:
-            return policy_log_probs(self.policy, traj.obs, traj.masks)
+            return policy_log_probs(self.policy, obs, masks)
 
         return trpo_step(
             params=self.params,
             log_probs=evaluate(),
             evaluate=evaluate,
-            mask=traj.masks,
+            mask=masks,
             actions=traj.actions,
             advantages=advantages,
             batch_size=traj.batch_size,
+            states=states,
             max_kl=self.max_kl,
             cg_iters=self.cg_iters,
             backtracks=self.backtracks,

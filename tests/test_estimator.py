@@ -14,7 +14,7 @@ from gfn_agents.estimator import ValueCritic, advantages_and_returns, discounted
 from gfn_agents.logprobs import step_log_probs
 from gfn_agents.rollout import Trajectories, sample_trajectories
 from gfn_agents.trpo import trpo_step
-from gfn_envs.scoring import backward_costs, forward_costs, masked_log_softmax
+from gfn_envs.scoring import backward_costs, forward_costs, masked_log_softmax, policy_log_probs
 from gfn_envs.tasks.hypergrid import HyperGrid
 
 SMALL = {"net_arch": (32, 32), "value_net_arch": (32,), "batch_size": 16}
@@ -267,3 +267,32 @@ def test_rl_t_step_moves_log_z_and_runs_trpo_on_the_forward_policy() -> None:
     assert not torch.equal(before["log_z"], after["log_z"])
     moved = any(not torch.equal(before[k], after[k]) for k in before if k.startswith("pf."))
     assert moved == bool(stats["trpo_accepted"])
+
+
+def test_trpo_update_over_distinct_states_takes_the_step_over_rows() -> None:
+    """RL-T's update runs the TRPO step on the batch's distinct (observation, mask) rows; on a
+    2 × 8 batch (16 trajectories, all starting at the origin) it moves the policy as the step over
+    every row does. Two CG iterations, where float32 rounding is not amplified (see
+    tests/test_distributed.py)."""
+    agent = gfn_agents.make_agent("RL-T", HyperGrid(ndim=2, height=8), seed=0, cg_iters=2, **SMALL)
+    traj = sample_trajectories(agent.forward_env, agent.networks.forward_outputs, agent.generator)
+    assert len(torch.unique(traj.obs, dim=0)) < len(traj.obs) / 2  # many rows repeat a state
+    advantages = torch.randn(len(traj.actions), generator=torch.Generator().manual_seed(0))
+    advantages -= advantages.mean()
+    params = agent.networks.forward_parameters()
+    start = torch.nn.utils.parameters_to_vector(params).detach().clone()
+    stats = agent.policy_update.step(traj, traj.log_probs, advantages)
+    over_states = torch.nn.utils.parameters_to_vector(params).detach().clone()
+    torch.nn.utils.vector_to_parameters(start, params)
+
+    def evaluate() -> Tensor:
+        return policy_log_probs(agent.networks.forward_outputs, traj.obs, traj.masks)
+
+    expected = trpo_step(
+        params, evaluate(), evaluate, traj.masks, traj.actions, advantages, 16, cg_iters=2
+    )
+    assert stats["trpo_accepted"] == expected["trpo_accepted"] == 1.0
+    assert stats["trpo_step_fraction"] == expected["trpo_step_fraction"]
+    over_rows = torch.nn.utils.parameters_to_vector(params).detach()
+    assert float((over_rows - start).abs().max()) > 1e-3
+    torch.testing.assert_close(over_states, over_rows, rtol=0.0, atol=1e-6)
