@@ -14,7 +14,7 @@ from gfn_agents.experiments.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUC
 from gfn_agents.experiments.cli import main, shipped_configs
 from gfn_agents.experiments.config import Claim, ConfigError, load_experiment
 from gfn_agents.experiments.learners import check_experiment
-from gfn_agents.experiments.report import BEGIN, END
+from gfn_agents.experiments.results import band_change
 from gfn_agents.experiments.runs import Curve, EvaluationSchedule, RunJob, execute_run
 from gfn_agents.experiments.summary import summarize
 
@@ -283,15 +283,13 @@ def test_claim_rule() -> None:
 
 
 def test_claims_and_report_are_computed_from_fixture_curves(tmp_path: Path) -> None:
-    """The committed fixture curves give the summaries, verdicts, report and results document;
-    text around the generated block of the results document is kept."""
+    """The committed fixture curves give the summaries, verdicts, report and the whole results
+    document, which is written anew (nothing of an older file stays)."""
     folders = tmp_path / "runs"
     shutil.copytree(FIXTURES, folders)
     results = tmp_path / "docs" / "results.md"
     results.parent.mkdir()
-    results.write_text(
-        f"# Results\n\nintro by hand\n\n{BEGIN}\nSTALE-TEXT\n{END}\n\n## Later, by hand\n"
-    )
+    results.write_text("# Results\n\nSTALE-TEXT\n")
     assert main(["report", str(folders), "--markdown", str(results)]) == 0
 
     expected = {
@@ -300,8 +298,7 @@ def test_claims_and_report_are_computed_from_fixture_curves(tmp_path: Path) -> N
         "rna-not-reproduced": NOT_REPRODUCED,
     }
     text = results.read_text()
-    assert text.startswith("# Results\n\nintro by hand") and text.endswith("## Later, by hand\n")
-    assert "STALE-TEXT" not in text
+    assert text.startswith("# Results\n") and "STALE-TEXT" not in text
     claims_table = text.split("## Claims")[1]
     for name, verdict in expected.items():
         summary = json.loads((folders / name / "summary.json").read_text())
@@ -310,6 +307,14 @@ def test_claims_and_report_are_computed_from_fixture_curves(tmp_path: Path) -> N
         )
         assert summary["claim"]["verdict"] == verdict
         assert f"| {name} |" in claims_table and f"**{verdict}**" in claims_table
+        (row,) = [line for line in claims_table.splitlines() if line.startswith(f"| {name} |")]
+        claim = summary["claim"]
+        pick = min if claim["direction"] == "<=" else max
+        for group, cell in zip(("better", "than"), row.split(" | ")[4:6], strict=True):
+            means = {
+                a: summary["agents"][a]["final"][claim["metric"]]["mean"] for a in claim[group]
+            }
+            assert cell.startswith(f"{pick(means, key=means.__getitem__)}: ")
         for label, agent in summary["agents"].items():
             curves = [
                 rows(folders / name / label / f"seed-{s}" / "curve.jsonl") for s in agent["seeds"]
@@ -334,6 +339,62 @@ def test_claims_and_report_are_computed_from_fixture_curves(tmp_path: Path) -> N
     assert sampled["figures"] == ["top_k_reward.png", "modes_found.png", "top_k_diversity.png"]
     grid_figures = json.loads((folders / "grid-reproduced" / "summary.json").read_text())["figures"]
     assert grid_figures == ["tv.png", "jsd.png", "logz_error.png", "mode_mass.png"]
+
+
+def test_results_document_regenerates_from_its_committed_summaries(tmp_path: Path) -> None:
+    """The summaries and figures copied next to the document regenerate it to the byte without
+    the runs; given both, a run folder takes precedence over its copy."""
+    folders = tmp_path / "runs"
+    shutil.copytree(FIXTURES, folders)
+    results = tmp_path / "docs" / "results.md"
+    assets = tmp_path / "docs" / "results"
+    assert main(["report", str(folders), "--markdown", str(results)]) == 0
+    first = results.read_text()
+    shutil.copytree(folders, tmp_path / "kept")
+    shutil.rmtree(folders)
+    results.unlink()
+    assert main(["report", str(assets), "--markdown", str(results)]) == 0
+    assert results.read_text() == first
+
+    stale = assets / "grid-reproduced" / "summary.json"
+    summary = json.loads(stale.read_text())
+    summary["agents"]["RL-G"]["final"]["tv"]["mean"] = 0.98765
+    stale.write_text(json.dumps(summary))
+    assert main(["report", str(assets), "--markdown", str(results)]) == 0
+    assert "0.988" in results.read_text()
+    assert main(["report", str(tmp_path / "kept"), str(assets), "--markdown", str(results)]) == 0
+    assert results.read_text() == first
+
+
+def test_results_document_lists_every_shipped_config_at_full_budget(tmp_path: Path) -> None:
+    """The full-budget table has one row per shipped config with its command and budget, and
+    the document links the sample-efficiency comparison."""
+    shutil.copytree(FIXTURES, tmp_path / "runs")
+    results = tmp_path / "results.md"
+    assert main(["report", str(tmp_path / "runs"), "--markdown", str(results)]) == 0
+    text = results.read_text()
+    table = text.split("## Full-budget commands")[1]
+    for name, path in shipped_configs().items():
+        full = load_experiment(path)
+        (row,) = [line for line in table.splitlines() if line.startswith(f"| `{name}` |")]
+        assert f"`gfn-bench run {name}`" in row
+        assert f"{full.budget.trajectories:,}, {full.budget.eval_every:,}" in row
+    assert "benchmarks.md#sample-efficiency-against-the-papers-code-and-torchgfn)" in text
+
+
+def test_band_change_is_computed_against_the_float64_bands() -> None:
+    """On 16 × 16 at R0 = 0.01 the float64 band tests gave log Z* 3.96196 and 9 cells of maximal
+    reward, the exact ones give the reference code's 3.75091 and 4, a TV of 0.179 apart; on
+    128 × 128 both agree; other tasks have no band change."""
+    change = band_change("gfn_envs/HyperGrid-v0", {"ndim": 2, "height": 16, "R0": 0.01})
+    assert change is not None
+    assert change["logz"] == pytest.approx(3.75091, abs=1e-5)
+    assert change["logz_float64"] == pytest.approx(3.96196, abs=1e-5)
+    assert (change["maximal"], change["maximal_float64"]) == (4, 9)
+    assert change["tv"] == pytest.approx(0.179, abs=5e-4)
+    same = band_change("gfn_envs/HyperGrid-v0", {"ndim": 2, "height": 128, "R0": 0.01})
+    assert same is not None and same["tv"] < 1e-6 and same["maximal"] == same["maximal_float64"]
+    assert band_change("gfn_envs/TFBind8-v0", {}) is None
 
 
 def test_sampled_evaluation_never_changes_training(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ Read top to bottom:
 * :mod:`~gfn_agents.experiments.claims`: the rule that judges a claim from the curves;
 * :mod:`~gfn_agents.experiments.summary`: final metrics over seeds per agent;
 * :mod:`~gfn_agents.experiments.figures`: learning curves and 2-D heatmaps;
-* :mod:`~gfn_agents.experiments.report`: ``report.md`` and the results document;
+* :mod:`~gfn_agents.experiments.report`: ``summary.json``, figures and ``report.md`` per experiment;
+* :mod:`~gfn_agents.experiments.results`: the results document over many experiments;
 * :mod:`~gfn_agents.experiments.cli`: the ``gfn-bench`` command.
 """
 

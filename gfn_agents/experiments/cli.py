@@ -12,7 +12,9 @@
 (``--jobs`` processes, ``--threads`` torch threads each), then writes each experiment's summary,
 figures and report. ``--print-commands`` prints one ``run-one`` command per run instead, for a
 scheduler; ``gfn-bench report`` then summarises the folder. ``report --markdown PATH`` also writes
-a results document over all the given experiments. Exit status: 0, 1 when a run failed or was
+the whole results document over all the given experiments, from experiment folders or from the
+summary folders such a document keeps next to itself
+(:mod:`gfn_agents.experiments.results`). Exit status: 0, 1 when a run failed or was
 interrupted, 2 for a bad config or command line.
 """
 
@@ -26,11 +28,17 @@ from pathlib import Path
 
 import torch
 
-from gfn_agents.experiments.config import ConfigError, load_experiment
-from gfn_agents.experiments.report import write_report, write_results
+from gfn_agents.experiments.config import (
+    SHIPPED,
+    ConfigError,
+    load_experiment,
+    resolve_config,
+    shipped_configs,
+)
+from gfn_agents.experiments.report import write_report
+from gfn_agents.experiments.results import find_sources, write_results
 from gfn_agents.experiments.runs import ConfigChanged
 from gfn_agents.experiments.sweep import (
-    EXPERIMENT,
     Options,
     commands,
     experiment_dir,
@@ -39,29 +47,6 @@ from gfn_agents.experiments.sweep import (
     run_jobs,
     write_experiment,
 )
-
-SHIPPED = Path(__file__).resolve().parents[2] / "configs"
-"""The ``configs/`` folder of the checkout this package runs from."""
-
-
-def shipped_configs() -> dict[str, Path]:
-    """Shipped config names (path under ``configs/`` without ``.toml``) and their files."""
-    if not SHIPPED.is_dir():
-        return {}
-    return {
-        path.relative_to(SHIPPED).with_suffix("").as_posix(): path
-        for path in sorted(SHIPPED.rglob("*.toml"))
-    }
-
-
-def resolve_config(config: str) -> str:
-    """A config file path, or the file of a shipped config name."""
-    if Path(config).exists():
-        return config
-    shipped = shipped_configs()
-    if config in shipped:
-        return str(shipped[config])
-    raise ConfigError(config, "file", f"no such file, nor a shipped config: {sorted(shipped)}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,8 +79,16 @@ def _parser() -> argparse.ArgumentParser:
     run_options(one)
 
     report = commands_.add_parser("report", help="summary, figures and report of run folders")
-    report.add_argument("directories", nargs="+", metavar="DIR", help="experiment folder(s)")
-    report.add_argument("--markdown", default=None, help="also write a results document here")
+    report.add_argument(
+        "directories",
+        nargs="+",
+        metavar="DIR",
+        help="experiment folder(s), or folders holding them; with --markdown also the committed "
+        "summary folders of a results document (docs/results)",
+    )
+    report.add_argument(
+        "--markdown", default=None, help="also write the whole results document here"
+    )
 
     commands_.add_parser("list", help="list the shipped configs")
     return parser
@@ -159,27 +152,12 @@ def _run_one(args: argparse.Namespace) -> int:
     return 0 if outcome["status"] in ("finished", "skipped") else 1
 
 
-def _experiment_dirs(directories: Sequence[str]) -> list[Path]:
-    found: list[Path] = []
-    for name in directories:
-        path = Path(name)
-        if (path / EXPERIMENT).exists():
-            found.append(path)
-            continue
-        inside = sorted(p.parent for p in path.glob(f"*/{EXPERIMENT}"))
-        if not inside:
-            raise ValueError(f"{path} holds no gfn-bench experiment ({EXPERIMENT} not found)")
-        found += inside
-    return found
-
-
 def _report(args: argparse.Namespace) -> int:
-    directories = _experiment_dirs(args.directories)
     if args.markdown:
-        write_results(directories, Path(args.markdown))
+        write_results(find_sources(args.directories), Path(args.markdown))
         print(f"results: {args.markdown}")
     else:
-        for directory in directories:
+        for directory in find_sources(args.directories, summaries=False):
             write_report(directory)
             print(f"report: {directory / 'report.md'}")
     return 0

@@ -41,6 +41,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 if sys.version_info >= (3, 11):
@@ -363,3 +364,28 @@ def load_experiment(
         claim=claim,
         agents=agents,
     )
+
+
+# ------------------------------------------------------------------------------- shipped configs
+SHIPPED = Path(__file__).resolve().parents[2] / "configs"
+"""The ``configs/`` folder of the checkout this package runs from."""
+
+
+def shipped_configs() -> dict[str, Path]:
+    """Shipped config names (path under ``configs/`` without ``.toml``) and their files."""
+    if not SHIPPED.is_dir():
+        return {}
+    return {
+        path.relative_to(SHIPPED).with_suffix("").as_posix(): path
+        for path in sorted(SHIPPED.rglob("*.toml"))
+    }
+
+
+def resolve_config(config: str) -> str:
+    """A config file path, or the file of a shipped config name."""
+    if Path(config).exists():
+        return config
+    shipped = shipped_configs()
+    if config in shipped:
+        return str(shipped[config])
+    raise ConfigError(config, "file", f"no such file, nor a shipped config: {sorted(shipped)}")

@@ -8,10 +8,12 @@
   distribution P_F^T (mean over seeds), on one logarithmic colour scale.
 
 Each agent has its colour; a uniform-P_B variant ``X-U`` shares ``X``'s colour, dashed.
+Files are PNGs of 128 colours (:func:`save`), small enough to commit.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,10 +25,29 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from gfn_agents.experiments.config import LOWER_IS_BETTER, Claim  # noqa: E402
+from gfn_agents.experiments.files import write_bytes  # noqa: E402
 from gfn_agents.experiments.runs import DISTRIBUTION  # noqa: E402
 from gfn_agents.experiments.summary import Run  # noqa: E402
+
+DPI = 80
+COLOURS = 128
+"""Resolution and palette size of the PNG figures: legible, and small enough to commit (a few
+tens of kB each)."""
+
+
+def save(fig: Any, path: Path, **kwargs: Any) -> None:
+    """Write ``fig`` to ``path`` as a PNG of :data:`COLOURS` colours at :data:`DPI`, and close it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, **kwargs)
+    plt.close(fig)
+    image = Image.open(buffer).convert("RGB").quantize(COLOURS, Image.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    image.save(out, format="png", optimize=True)
+    write_bytes(Path(path), out.getvalue())
+
 
 METRIC_LABELS = {
     "tv": "exact TV to R/Z*",
@@ -122,8 +143,7 @@ def plot_metric(
     axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
     fig.suptitle(f"{title} (mean, min–max band over seeds)", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
     return True
 
 
@@ -155,6 +175,5 @@ def plot_heatmaps(directory: Path, target: np.ndarray, labels: Sequence[str], pa
         r"terminal distributions: the target and each agent's final $P_F^\top$ (mean over seeds)",
         fontsize=11,
     )
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, path, bbox_inches="tight")
     return True
