@@ -29,12 +29,21 @@ it cannot avoid:
   gradient pass, the products and the line-search forward at U rows;
 * TB, DB, SubTB (learned P_B): P_F fwd+bwd at b + P_B fwd+bwd at N × (N − B)/N; the "-U" variants
   only P_F fwd+bwd at b.
+* SubEB-U: RL-U's passes (the Sub-EB critic's loss over all sub-trajectories adds arithmetic on
+  the N values, no network pass); SubEB-B: + P_B fwd+bwd at N × (N − B)/N (its loss reads the
+  forward batch's log P_B with P_B's graph);
+* RL-TLM: RL-U + the target P_B fwd at the children (N) + the TLM step's online P_B fwd+bwd at
+  N, both × (N − B)/N; TB-TLM: P_F fwd+bwd at b + the same two P_B passes;
+* RL-PPO: P_F fwd at b (sampling, no graph kept) + value fwd+bwd at N + ``n_epochs`` (4) P_F
+  fwd+bwd over the N rows (one per epoch, cut into minibatches). The MLP rate is measured at N,
+  so for minibatches of m < B trajectories (N·m/B rows) the floor is a lower bound on the time.
 
 The MLP rates are measured right after each timed block, at that block's b and N, so a block's
 throughput and its floor see the same load on a shared machine; the share of floor is computed per
 block and the script prints its median [min–max]. Throughput ÷ floor is the share of time spent
 in unavoidable network work; the rest is overhead (Python, masks, env steps, copies, optimizer
-steps). Targets: TB ≥ 90 %, RL-U and RL-B ≥ 80 %, RL-T ≥ 75 %.
+steps). Targets: TB ≥ 90 %, RL-U and RL-B ≥ 80 %, RL-T ≥ 75 %; the learners beyond the paper have
+none yet.
 
 **RL-T's Fisher product.** With RL-T among the presets, the script also times, on one on-policy
 batch of the trained RL-T (N rows, U distinct) and with its policy architecture, one fwd+bwd at N,
@@ -74,7 +83,8 @@ import torch
 from torch import Tensor, nn
 
 import gfn_envs  # noqa: F401  (registers the ids)
-from gfn_agents import GFlowNetAlgorithm, make_agent
+from gfn_agents import PRESETS as REGISTRY
+from gfn_agents import GFlowNetAlgorithm, PolicyGradientGFN, make_agent
 from gfn_agents.policies import mlp
 from gfn_agents.rollout import Trajectories, sample_trajectories
 from gfn_agents.trpo import GaussNewtonFisher, _flat, _kl, distinct_states
@@ -108,6 +118,10 @@ COUPLED = [
     Pass("value", "fwdbwd", "flat", "moves"),  # backward value network
 ]
 BALANCE = [Pass("policy", "fwdbwd", "rollout"), Pass("policy", "fwdbwd", "flat", "moves")]
+TLM = [
+    Pass("policy", "fwd", "flat", "moves"),  # the target P_B at the children
+    Pass("policy", "fwdbwd", "flat", "moves"),  # the TLM step of the online P_B
+]
 FLOORS: dict[str, list[Pass]] = {
     "RL-U": PG,
     "RL-B": PG + COUPLED,
@@ -125,6 +139,15 @@ FLOORS: dict[str, list[Pass]] = {
     "TB-U": [Pass("policy", "fwdbwd", "rollout")],
     "DB-U": [Pass("policy", "fwdbwd", "rollout")],
     "SubTB-U": [Pass("policy", "fwdbwd", "rollout")],
+    "SubEB-U": PG,
+    "SubEB-B": PG + [Pass("policy", "fwdbwd", "flat", "moves")],
+    "RL-TLM": PG + TLM,
+    "TB-TLM": [Pass("policy", "fwdbwd", "rollout"), *TLM],
+    "RL-PPO": [
+        Pass("policy", "fwd", "rollout"),
+        Pass("value", "fwdbwd", "flat"),
+        Pass("policy", "fwdbwd", "flat", 4.0),
+    ],
 }
 FLOORS_AT_DISTINCT: dict[str, list[Pass]] = {
     "RL-T": [
@@ -140,7 +163,7 @@ FLOORS_AT_DISTINCT: dict[str, list[Pass]] = {
 
 def build(name: str, batch_size: int, seed: int) -> GFlowNetAlgorithm:
     kwargs: dict[str, Any] = {"batch_size": batch_size, "net_arch": POLICY_ARCH, "seed": seed}
-    if name.startswith("RL-"):
+    if REGISTRY[name][0] is PolicyGradientGFN:
         kwargs["value_net_arch"] = VALUE_ARCH
     return make_agent(name, ENV_ID, env_kwargs=GRID, **kwargs)
 

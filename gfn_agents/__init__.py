@@ -6,6 +6,11 @@
 * ``RL-B``: policy gradient, P_B trained towards P_F;
 * ``RL-G``: policy gradient, P_B trained towards the task's guided distribution;
 * ``RL-T``: RL-U with TRPO steps;
+* ``RL-PPO``: RL-U with clipped-PPO epochs;
+* ``SubEB-U``, ``SubEB-B``: policy gradient with the Sub-EB evaluation function (Niu et al.
+  2026), P_B uniform or trained through the Sub-EB loss;
+* ``RL-TLM``, ``TB-TLM``: policy gradient or TB with P_B trained by trajectory likelihood
+  maximisation (Gritsaev et al. 2025);
 * ``TB``, ``DB``, ``SubTB``: the balance losses with a learned P_B (``TB-U``, ``DB-U``,
   ``SubTB-U``: uniform P_B);
 * ``SoftDQN``, ``MunchausenDQN``: masked soft and Munchausen DQN (Tiapkin et al. 2024).

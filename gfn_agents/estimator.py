@@ -4,20 +4,22 @@ One estimator step on a batch of trajectories with per-row costs c (detached) an
 log-probabilities log π(a|s) of the taken actions (with their graph):
 
 1. **value step** (:class:`ValueCritic`): Ṽ(s_t) regresses the Monte-Carlo cost-to-go
-   G_t = Σ_{k≥t} c_k, loss (1/B) Σ_rows (G_t − Ṽ(s_t))², one Adam step;
+   G_t = Σ_{k≥t} c_k, loss (1/B) Σ_rows (G_t − Ṽ(s_t))², one Adam step (or the Sub-EB critic,
+   :class:`gfn_agents.subeb.SubEBCritic`);
 2. **advantages**: GAE(λ) with the values of *before* the value step,
    Â_t = Σ_{k≥0} λ^k δ_{t+k}, δ_t = c_t + Ṽ(s_{t+1}) − Ṽ(s_t) (Ṽ = 0 after the last row), then
    centred over the batch: Â ← Â − mean(Â);
 3. **policy step**: an update rule minimises the surrogate (1/B) Σ_rows Â_t log π(a_t|s_t):
-   :class:`AdamUpdate` (one Adam step, optionally together with an extra loss such as log Z's) or
-   :class:`TrpoUpdate` (a natural-gradient step, :mod:`gfn_agents.trpo`).
+   :class:`AdamUpdate` (one Adam step, optionally together with an extra loss such as log Z's),
+   :class:`TrpoUpdate` (a natural-gradient step, :mod:`gfn_agents.trpo`) or
+   :class:`gfn_agents.ppo.PpoUpdate` (clipped-PPO epochs).
 
 :func:`estimator_step` runs the three in this order. The forward update of
 :class:`~gfn_agents.pg.PolicyGradientGFN` uses it with λ = ``gae_lambda``, the backward learners
 of :mod:`gfn_agents.backward` with λ = 1. Another critic (any object with
 ``step(traj, costs) -> (advantages, stats)``, :class:`Critic`) or another update rule
 (``step(traj, log_probs, advantages, extra_loss) -> stats``, :class:`PolicyUpdate`) plugs into
-the same step.
+the same step. Every optimiser step goes through :func:`optimizer_step`.
 """
 
 from __future__ import annotations
@@ -47,20 +49,33 @@ def discounted_sum(traj: Trajectories, flat: Tensor, lam: float) -> Tensor:
     return (weights @ grid)[traj.valid]
 
 
-def advantages_and_returns(
-    traj: Trajectories, costs: Tensor, values: Tensor, lam: float
-) -> tuple[Tensor, Tensor]:
-    """Centred GAE(λ) advantages and Monte-Carlo returns of per-row ``costs`` (value 0 at the end).
+def gae_advantages(traj: Trajectories, costs: Tensor, values: Tensor, lam: float) -> Tensor:
+    """Centred GAE(λ) advantages of per-row ``costs`` under the baseline Ṽ = ``values``.
 
-    Returns:
-        ``(Â − mean Â, G)`` with Â_t = Σ_k λ^k δ_{t+k}, δ_t = c_t + Ṽ(s_{t+1}) − Ṽ(s_t) and
-        G_t = Σ_{k≥t} c_k (see the module docstring). In a data-parallel run the mean is over the
-        rows of every rank (:func:`gfn_agents.distributed.global_mean`).
+    Â_t = Σ_k λ^k δ_{t+k} with δ_t = c_t + Ṽ(s_{t+1}) − Ṽ(s_t) (Ṽ = 0 after the last row), then
+    Â ← Â − mean(Â); ``values`` are detached. In a data-parallel run the mean is over the rows of
+    every rank (:func:`gfn_agents.distributed.global_mean`).
     """
     values = values.detach()
     deltas = costs + traj.next_values(values) - values
     advantages = discounted_sum(traj, deltas, lam)
-    return advantages - distributed.global_mean(advantages), discounted_sum(traj, costs, 1.0)
+    return advantages - distributed.global_mean(advantages)
+
+
+def advantages_and_returns(
+    traj: Trajectories, costs: Tensor, values: Tensor, lam: float
+) -> tuple[Tensor, Tensor]:
+    """Centred GAE(λ) advantages (:func:`gae_advantages`) and Monte-Carlo returns
+    G_t = Σ_{k≥t} c_k of per-row ``costs``."""
+    return gae_advantages(traj, costs, values, lam), discounted_sum(traj, costs, 1.0)
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
+    """One step of ``optimizer`` on ``loss``: clear the gradients, backpropagate, step. Every
+    optimiser step of the agents' estimators and learners goes through here."""
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
 
 
 def surrogate_loss(advantages: Tensor, log_probs: Tensor, batch_size: int) -> Tensor:
@@ -77,7 +92,13 @@ class Critic(Protocol):
 
 
 class PolicyUpdate(Protocol):
-    """What :func:`estimator_step` needs from a policy update rule."""
+    """What :func:`estimator_step` needs from a policy update rule.
+
+    ``needs_sampling_graph``: whether :meth:`step` differentiates ``log_probs`` (the sampling
+    pass's graph); a rule that re-evaluates the policy itself lets the rollout run without one.
+    """
+
+    needs_sampling_graph: bool
 
     def step(
         self,
@@ -120,14 +141,14 @@ class ValueCritic:
         values = self.value(traj.obs)
         advantages, returns = advantages_and_returns(traj, costs, values, self.lam)
         value_loss = (returns - values).pow(2).sum() / traj.batch_size
-        self.optimizer.zero_grad()
-        value_loss.backward()
-        self.optimizer.step()
+        optimizer_step(self.optimizer, value_loss)
         return advantages, {f"{self.prefix}value_loss": float(value_loss.detach())}
 
 
 class AdamUpdate:
     """Policy step: one step of ``optimizer`` on the surrogate loss (plus ``extra_loss``)."""
+
+    needs_sampling_graph = True
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
@@ -142,9 +163,7 @@ class AdamUpdate:
         loss = surrogate_loss(advantages, log_probs, traj.batch_size)
         if extra_loss is not None:
             loss = loss + extra_loss
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
+        optimizer_step(self.optimizer, loss)
         return {}
 
 
@@ -163,6 +182,8 @@ class TrpoUpdate:
         optimizer: the optimiser of ``extra_loss``'s parameters.
         max_kl, cg_iters, backtracks: see :func:`~gfn_agents.trpo.trpo_step`.
     """
+
+    needs_sampling_graph = False
 
     def __init__(
         self,
@@ -184,9 +205,7 @@ class TrpoUpdate:
         extra_loss: Tensor | None = None,
     ) -> dict[str, float]:
         if extra_loss is not None:
-            self.optimizer.zero_grad()
-            extra_loss.backward()
-            self.optimizer.step()
+            optimizer_step(self.optimizer, extra_loss)
 
         obs, masks, states = distinct_states(traj.obs, traj.masks)
 

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from gfn_agents.policies import PolicyNetworks
 from gfn_agents.rollout import Trajectories
-from gfn_envs.scoring import Guide, backward_log_probs, guided_log_probs
+from gfn_envs.scoring import Guide, Policy, backward_log_probs, guided_log_probs
 from gfn_envs.task import Task
 
 
@@ -34,6 +34,19 @@ class StepLogProbs:
     log_pf: Tensor
     log_pb: Tensor
     log_guide: Tensor | None = None
+
+
+def children_log_pb(task: Task, traj: Trajectories, policy: Policy | None) -> Tensor:
+    """log P_B(s_t|s_{t+1}) of every row of forward trajectories under ``policy``, 0 on exit rows.
+
+    The child s_{t+1} of a move is the next row's state, so P_B runs on rows' observations
+    already at hand (one pass over the N − B children).
+    """
+    moves = ~traj.is_last
+    rows = traj.next_index.clamp(min=0)[moves]
+    back = task.backward_action(traj.states[moves], traj.actions[moves])
+    children = backward_log_probs(task, policy, traj.states[rows], back, obs=traj.obs[rows])
+    return torch.zeros_like(traj.log_probs).masked_scatter(moves, children)
 
 
 def step_log_probs(
@@ -50,15 +63,8 @@ def step_log_probs(
         guide: backward trajectories only: also score the forward moves under this guide.
     """
     if traj.direction == "forward":
-        moves = ~traj.is_last
-        rows = traj.next_index.clamp(min=0)[moves]
-        back = task.backward_action(traj.states[moves], traj.actions[moves])
-        log_pb = torch.zeros_like(traj.log_probs)
         with torch.set_grad_enabled(backward_grad and networks.pb is not None):
-            children = backward_log_probs(
-                task, networks.backward_policy, traj.states[rows], back, obs=traj.obs[rows]
-            )
-            log_pb = log_pb.masked_scatter(moves, children)
+            log_pb = children_log_pb(task, traj, networks.backward_policy)
         return StepLogProbs(log_pf=traj.log_probs, log_pb=log_pb)
 
     parents = task.backward_step(traj.states, traj.actions)

@@ -127,9 +127,10 @@ def policy_probs(task: Task, forward_policy: ForwardPolicy, batch_size: int = 65
     return torch.cat(chunks)
 
 
-def distribution_from_probs(task: Task, probs: Tensor) -> Tensor:
-    """The exact terminal distribution, over :meth:`Task.terminal_states`, of action probabilities
-    ``probs`` (float ``[N, n_actions]`` over :meth:`Task.all_states`)."""
+def visit_probs(task: Task, probs: Tensor) -> Tensor:
+    """u(s), the probability that action probabilities ``probs`` (float ``[N, n_actions]`` over
+    :meth:`Task.all_states`) visit each enumerated state: u(s0) = 1,
+    u(s') = Σ_{s ∈ Par(s')} u(s)·P_F(s'|s); float64 ``[N]``."""
     dag = dag_structure(task)
     probs = probs.to(torch.float64)
     u = torch.zeros(len(dag.states), dtype=torch.float64, device=probs.device)
@@ -138,7 +139,15 @@ def distribution_from_probs(task: Task, probs: Tensor) -> Tensor:
     offsets = dag.level_offsets
     for lo, hi in zip(offsets[:-1], offsets[1:], strict=True):
         u.index_add_(0, dag.dst[lo:hi], u[dag.src[lo:hi]] * weight[lo:hi])
-    return u[dag.terminal] * probs[dag.terminal, task.exit_action]
+    return u
+
+
+def distribution_from_probs(task: Task, probs: Tensor) -> Tensor:
+    """The exact terminal distribution, over :meth:`Task.terminal_states`, of action probabilities
+    ``probs`` (float ``[N, n_actions]`` over :meth:`Task.all_states`): P_F^T(x) = u(x)·P_F(exit|x)
+    with u of :func:`visit_probs`."""
+    terminal = dag_structure(task).terminal
+    return visit_probs(task, probs)[terminal] * probs.to(torch.float64)[terminal, task.exit_action]
 
 
 def exact_distribution(env: Any, forward_policy: ForwardPolicy, batch_size: int = 65536) -> Tensor:

@@ -125,6 +125,14 @@ def gather(log_probs: Tensor, actions: Tensor) -> Tensor:
     return log_probs.gather(1, actions.unsqueeze(1)).squeeze(1)
 
 
+def policy_kl(log_p: Tensor, log_q: Tensor, mask: Tensor) -> Tensor:
+    """Per-row KL(p ‖ q) = Σ_{a legal} p(a)·(log p(a) − log q(a)) of two policies' log-probabilities
+    ``[B, n]`` over the same legal actions ``mask``, ``[B]``. Masked entries contribute 0, and their
+    −inf never reach a value or a gradient."""
+    safe_p, safe_q = torch.where(mask, log_p, 0.0), torch.where(mask, log_q, 0.0)
+    return torch.where(mask, safe_p.exp() * (safe_p - safe_q), 0.0).sum(dim=-1)
+
+
 # ---------------------------------------------------------------------------- transitions
 def forward_log_probs(
     task: TaskView,

@@ -39,14 +39,30 @@ from gfn_envs.tasks.hypergrid import HyperGrid
 ENV_ID = "gfn_envs/HyperGrid-v0"
 GRID = {"ndim": 2, "height": 8}
 SMALL: dict[str, Any] = {"net_arch": (32, 32), "batch_size": 16}
-ALL_PRESETS = ("RL-U", "RL-B", "RL-G", "RL-T", "TB", "DB", "SubTB")
+ALL_PRESETS = (
+    "RL-U",
+    "RL-B",
+    "RL-G",
+    "RL-T",
+    "RL-PPO",
+    "RL-TLM",
+    "SubEB-U",
+    "SubEB-B",
+    "TB",
+    "TB-TLM",
+    "DB",
+    "SubTB",
+)
 
 
 def small(name: str, **overrides: Any) -> dict[str, Any]:
-    """Small-network kwargs for preset ``name`` (value networks only for the PG family)."""
+    """Small-network kwargs for preset ``name`` (value networks only for the PG family; RL-PPO
+    with minibatches of 4 of the 16 trajectories, so its minibatch order matters)."""
     kwargs = dict(SMALL)
-    if name.startswith("RL-"):
+    if PRESETS[name][0] is PolicyGradientGFN:
         kwargs["value_net_arch"] = (32, 32)
+    if name == "RL-PPO":
+        kwargs["minibatch_size"] = 4
     return {**kwargs, **overrides}
 
 

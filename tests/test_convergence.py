@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 
 import gfn_envs  # noqa: F401  (registers the ids)
-from gfn_agents import ExactEvalCallback, GFlowNetAlgorithm, evaluate_sampler, make_agent
+from gfn_agents import (
+    PRESETS,
+    ExactEvalCallback,
+    GFlowNetAlgorithm,
+    PolicyGradientGFN,
+    evaluate_sampler,
+    make_agent,
+)
 
 ENV_ID = "gfn_envs/HyperGrid-v0"
 BATCH = 64
@@ -28,12 +35,28 @@ pytestmark = pytest.mark.slow
 
 def build(name: str, grid: dict[str, Any], seed: int) -> GFlowNetAlgorithm:
     kwargs: dict[str, Any] = {"net_arch": (64, 64), "batch_size": BATCH, "seed": seed}
-    if name.startswith("RL-"):
+    if PRESETS[name][0] is PolicyGradientGFN:
         kwargs["value_net_arch"] = (64, 64)
     return make_agent(name, ENV_ID, env_kwargs=grid, **kwargs)
 
 
-@pytest.mark.parametrize("name", ["RL-U", "RL-B", "RL-G", "RL-T", "TB", "DB", "SubTB"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "RL-U",
+        "RL-B",
+        "RL-G",
+        "RL-T",
+        "RL-PPO",
+        "RL-TLM",
+        "SubEB-U",
+        "SubEB-B",
+        "TB",
+        "TB-TLM",
+        "DB",
+        "SubTB",
+    ],
+)
 def test_reaches_tv_005_on_2x8_within_32k_trajectories(name: str) -> None:
     agent = build(name, {"ndim": 2, "height": 8, "R0": 0.1}, seed=0)
     callback = ExactEvalCallback(eval_freq=10, tv_threshold=0.05)

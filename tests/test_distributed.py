@@ -29,7 +29,15 @@ from stable_baselines3.common.callbacks import BaseCallback
 from torch import Tensor
 
 import gfn_envs  # noqa: F401  (registers the ids)
-from gfn_agents import ExactEvalCallback, GFlowNetAlgorithm, SoftDQN, distributed, make_agent
+from gfn_agents import PRESETS as PRESETS_OF
+from gfn_agents import (
+    ExactEvalCallback,
+    GFlowNetAlgorithm,
+    PolicyGradientGFN,
+    SoftDQN,
+    distributed,
+    make_agent,
+)
 
 WORLD = 2
 
@@ -252,12 +260,32 @@ def test_resumed_generators_continue_or_get_distinct_streams() -> None:
 # ---------------------------------------------------------------------------- agents
 ENV_ID = "gfn_envs/HyperGrid-v0"
 GRID = {"ndim": 2, "height": 8}
-PRESETS = ("RL-U", "RL-B", "RL-G", "RL-T", "TB", "DB", "SubTB")
+PRESETS = (
+    "RL-U",
+    "RL-B",
+    "RL-G",
+    "RL-T",
+    "RL-PPO",
+    "RL-TLM",
+    "SubEB-U",
+    "SubEB-B",
+    "TB",
+    "TB-TLM",
+    "DB",
+    "SubTB",
+)
 BATCH = 8
 
 
-OVERRIDES: dict[str, dict[str, Any]] = {"RL-T": {"cg_iters": 2}}
-"""RL-T compares with 2 conjugate-gradient iterations. Its CG solve of (F + λI)x = g amplifies
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "RL-T": {"cg_iters": 2},
+    "RL-PPO": {"n_epochs": 2, "minibatch_size": 4},
+}
+"""RL-PPO takes 2 epochs of 2 minibatches of 4 of the 8 trajectories: with seed 0 the first
+minibatch holds one trajectory of rank 0 and three of rank 1, so the comparison covers the shared
+permutations and the N/m normalisation of each rank's share (a per-rank mean would differ).
+
+RL-T compares with 2 conjugate-gradient iterations. Its CG solve of (F + λI)x = g amplifies
 rounding by about 10³ every two iterations on these small batches (F has rank far below the
 parameter count, λ = 10⁻³): with the default 10 iterations, reordering the same 8 trajectories in
 one process moves the update by 6e-4 in float32 and by 1e-3 even in float64 (measured), so no
@@ -269,7 +297,7 @@ products, the curvature, the surrogate and the line search's KL."""
 def build(name: str, **overrides: Any) -> Any:
     """A small agent on the 2 × 8 grid."""
     kwargs: dict[str, Any] = {"net_arch": (16, 16), "batch_size": BATCH, "seed": 0}
-    if name.startswith("RL-"):
+    if PRESETS_OF[name][0] is PolicyGradientGFN:
         kwargs["value_net_arch"] = overrides.get("net_arch", (16, 16))
     kwargs.update(OVERRIDES.get(name, {}))
     return make_agent(name, ENV_ID, env_kwargs=GRID, **{**kwargs, **overrides})
@@ -534,7 +562,7 @@ def test_two_ranks_reach_the_tv_threshold_of_one_process(
     converged: list[dict[str, tuple[int, float]]], name: str
 ) -> None:
     """On 2 × 8 (small nets, 16 trajectories per iteration, learning rate 5e-3) one process and
-    2 ranks both reach exact TV ≤ 0.15 within 4,000 trajectories (one process needs 960 to 1,920
+    2 ranks both reach exact TV ≤ 0.15 within 4,000 trajectories (one process needs 640 to 1,920
     with seed 0). Both ranks stop at the same iteration, when rank 0's evaluation says so."""
     single = build(name, **CONVERGE)
     callback = ExactEvalCallback(eval_freq=5, tv_threshold=TV_THRESHOLD)

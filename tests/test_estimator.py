@@ -170,7 +170,10 @@ def test_backward_update_applies_the_monte_carlo_policy_gradient_of_the_backward
     )
     assert isinstance(agent, gfn_agents.PolicyGradientGFN)
     learner = agent.backward_learner
-    objects = agent.sample(16)
+    forward = sample_trajectories(
+        agent.forward_env, agent.networks.forward_outputs, agent.generator, grad=False
+    )
+    objects = forward.objects
     state = agent.generator.get_state()
     traj = sample_trajectories(
         agent.backward_env, agent.networks.backward_logits, agent.generator, starts=objects
@@ -194,7 +197,8 @@ def test_backward_update_applies_the_monte_carlo_policy_gradient_of_the_backward
     params = agent.networks.backward_parameters()
     expected = torch.autograd.grad(loss, params)
 
-    stats = learner.update(objects, agent.task.log_reward(objects))
+    unused = step_log_probs(agent.networks, agent.task, forward)
+    stats = learner.update(forward, unused, torch.zeros(len(forward.actions)))
     assert stats["backward_cost"] == pytest.approx(float(costs.sum()) / traj.batch_size, rel=1e-5)
     for param, grad in zip(params, expected, strict=True):
         assert param.grad is not None
