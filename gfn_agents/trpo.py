@@ -66,6 +66,7 @@ import torch
 from torch import Tensor, nn
 
 from gfn_agents import distributed
+from gfn_envs.scoring import policy_kl
 
 
 def _flat(tensors: tuple[Tensor | None, ...], params: list[nn.Parameter]) -> Tensor:
@@ -75,12 +76,6 @@ def _flat(tensors: tuple[Tensor | None, ...], params: list[nn.Parameter]) -> Ten
             for t, p in zip(tensors, params, strict=True)
         ]
     )
-
-
-def _kl(p_log: Tensor, q_log: Tensor, mask: Tensor) -> Tensor:
-    """Per-row KL(p ‖ q) of masked log-probabilities (masked entries contribute 0)."""
-    terms = p_log.exp() * (p_log - q_log)
-    return torch.where(mask, terms, 0.0).sum(dim=1)
 
 
 def distinct_states(obs: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -243,7 +238,7 @@ def trpo_step(
             fraction = 0.5**k
             torch.nn.utils.vector_to_parameters(start + fraction * full_step, params)
             current = evaluate()
-            kl_rows = torch.stack([(counts * _kl(current, old, mask)).sum(), counts.sum()])
+            kl_rows = torch.stack([(counts * policy_kl(current, old, mask)).sum(), counts.sum()])
             kl_sum, rows = distributed.global_sum(kl_rows.double()).tolist()
             new_kl = kl_sum / rows
             new_loss = float(distributed.average(surrogate(current)))

@@ -19,12 +19,11 @@ from gfn_agents.policies import mlp
 from gfn_agents.trpo import (
     GaussNewtonFisher,
     _flat,
-    _kl,
     conjugate_gradient,
     distinct_states,
     trpo_step,
 )
-from gfn_envs.scoring import masked_log_softmax
+from gfn_envs.scoring import masked_log_softmax, policy_kl
 
 N_ROWS, OBS_DIM, N_ACTIONS, BATCH = 40, 6, 4, 8
 ONES = torch.ones(N_ROWS)
@@ -61,7 +60,7 @@ def double_backward_fisher(
     params: list[nn.Parameter], log_probs: Tensor, mask: Tensor, damping: float
 ) -> Callable[[Tensor], Tensor]:
     """(∇²D(θ) + λI)·v by autograd's double backward of ∇D, D = (1/B) Σ_rows KL(π_θ ‖ π_θ')."""
-    kl = _kl(log_probs.detach(), log_probs, mask).sum() / BATCH
+    kl = policy_kl(log_probs.detach(), log_probs, mask).sum() / BATCH
     kl_grad = _flat(torch.autograd.grad(kl, params, create_graph=True), params)
 
     def product(v: Tensor) -> Tensor:
@@ -98,7 +97,7 @@ def reference_trpo_step(
         for k in range(20):
             nn.utils.vector_to_parameters(start + 0.5**k * full_step, params)
             current = log_probs_of(net, obs, mask)
-            new_kl = float(_kl(current, old, mask).mean())
+            new_kl = float(policy_kl(current, old, mask).mean())
             if float(surrogate(current)) < float(loss) and new_kl <= 0.01:
                 return {"trpo_accepted": 1.0, "trpo_step_fraction": 0.5**k, "trpo_kl": new_kl}
         nn.utils.vector_to_parameters(start, params)
