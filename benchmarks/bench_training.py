@@ -87,8 +87,8 @@ from gfn_agents import PRESETS as REGISTRY
 from gfn_agents import GFlowNetAlgorithm, PolicyGradientGFN, make_agent
 from gfn_agents.policies import mlp
 from gfn_agents.rollout import Trajectories, sample_trajectories
-from gfn_agents.trpo import GaussNewtonFisher, _flat, _kl, distinct_states
-from gfn_envs.scoring import masked_log_softmax
+from gfn_agents.trpo import GaussNewtonFisher, _flat, distinct_states
+from gfn_envs.scoring import masked_log_softmax, policy_kl
 
 GRID = {"ndim": 2, "height": 64, "R0": 0.01}
 ENV_ID = "gfn_envs/HyperGrid-v0"
@@ -219,7 +219,8 @@ def time_agent(
         "rates": rates,
         "floors": floors,
         "shares": [r / f for r, f in zip(rates, floors, strict=True)],
-        "distinct_shares": [r / f for r, f in zip(rates, distinct_floors, strict=True)],
+        # only for the agents of FLOORS_AT_DISTINCT (empty for the others)
+        "distinct_shares": [r / f for r, f in zip(rates, distinct_floors)],
         "length": statistics.mean(lengths),
         "rollout_batch": statistics.mean(s[0] for s in shapes),
         "flat_batch": statistics.mean(s[1] for s in shapes),
@@ -290,7 +291,7 @@ def fisher_costs(traj: Trajectories, repeats: int, seed: int) -> dict[str, float
     log_probs = fisher.log_probs
     unique_obs, unique_mask, states = distinct_states(obs, mask)
     over_states = product_at(unique_obs, unique_mask, torch.bincount(states).float())
-    kl = _kl(log_probs.detach(), log_probs, mask).sum() / 128
+    kl = policy_kl(log_probs.detach(), log_probs, mask).sum() / 128
     kl_grad = _flat(torch.autograd.grad(kl, params, create_graph=True), params)
     v = torch.randn(len(fisher.gradient), generator=gen)
 

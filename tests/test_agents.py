@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from presets import TRAINED_PRESETS
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
 import gfn_agents.checkpoint as checkpoint_module
@@ -39,20 +40,6 @@ from gfn_envs.tasks.hypergrid import HyperGrid
 ENV_ID = "gfn_envs/HyperGrid-v0"
 GRID = {"ndim": 2, "height": 8}
 SMALL: dict[str, Any] = {"net_arch": (32, 32), "batch_size": 16}
-ALL_PRESETS = (
-    "RL-U",
-    "RL-B",
-    "RL-G",
-    "RL-T",
-    "RL-PPO",
-    "RL-TLM",
-    "SubEB-U",
-    "SubEB-B",
-    "TB",
-    "TB-TLM",
-    "DB",
-    "SubTB",
-)
 
 
 def small(name: str, **overrides: Any) -> dict[str, Any]:
@@ -136,7 +123,7 @@ def test_log_z_gradient_of_a_training_step_is_half_the_tb_log_z_gradient() -> No
 
 
 # ---------------------------------------------------------------------------- checkpoints
-@pytest.mark.parametrize("name", ALL_PRESETS)
+@pytest.mark.parametrize("name", TRAINED_PRESETS)
 def test_save_load_and_resume_equals_an_uninterrupted_run(name: str, tmp_path: Any) -> None:
     """learn(N); save; load; learn(M, reset_num_timesteps=False) gives exactly the parameters,
     counters and exact metrics of learn(N + M) with the same seed."""
@@ -292,7 +279,7 @@ def test_unknown_kwargs_name_the_argument_and_the_allowed_ones() -> None:
 
 
 def test_every_documented_name_is_a_preset() -> None:
-    assert set(ALL_PRESETS) <= set(PRESETS)
+    assert set(TRAINED_PRESETS) <= set(PRESETS)
 
 
 def test_learn_needs_exactly_one_budget() -> None:
@@ -306,7 +293,7 @@ def test_learn_needs_exactly_one_budget() -> None:
 
 
 # ---------------------------------------------------------------------------- NaN safety
-@pytest.mark.parametrize("name", ALL_PRESETS)
+@pytest.mark.parametrize("name", TRAINED_PRESETS)
 def test_no_nan_on_a_grid_where_most_rewards_are_tiny(name: str) -> None:
     """On 2 × 12 with R0 = 1e-3 (about 80 % of the cells at reward 1e-3), a high learning rate and no
     log-reward clip, training keeps every parameter, statistic and exact metric finite."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from presets import TRAINED_PRESETS
 
 import gfn_envs  # noqa: F401  (registers the ids)
 from gfn_agents import (
@@ -42,20 +43,7 @@ def build(name: str, grid: dict[str, Any], seed: int) -> GFlowNetAlgorithm:
 
 @pytest.mark.parametrize(
     "name",
-    [
-        "RL-U",
-        "RL-B",
-        "RL-G",
-        "RL-T",
-        "RL-PPO",
-        "RL-TLM",
-        "SubEB-U",
-        "SubEB-B",
-        "TB",
-        "TB-TLM",
-        "DB",
-        "SubTB",
-    ],
+    TRAINED_PRESETS,
 )
 def test_reaches_tv_005_on_2x8_within_32k_trajectories(name: str) -> None:
     agent = build(name, {"ndim": 2, "height": 8, "R0": 0.1}, seed=0)

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import torch
 import torch.multiprocessing as mp
+from presets import TRAINED_PRESETS
 from stable_baselines3.common.callbacks import BaseCallback
 from torch import Tensor
 
@@ -260,20 +261,6 @@ def test_resumed_generators_continue_or_get_distinct_streams() -> None:
 # ---------------------------------------------------------------------------- agents
 ENV_ID = "gfn_envs/HyperGrid-v0"
 GRID = {"ndim": 2, "height": 8}
-PRESETS = (
-    "RL-U",
-    "RL-B",
-    "RL-G",
-    "RL-T",
-    "RL-PPO",
-    "RL-TLM",
-    "SubEB-U",
-    "SubEB-B",
-    "TB",
-    "TB-TLM",
-    "DB",
-    "SubTB",
-)
 BATCH = 8
 
 
@@ -382,7 +369,7 @@ class StopAt(BaseCallback):
 def _training(rank: int, directory: str) -> dict[str, Any]:
     """Everything the 2-rank tests check, in one launch of the ranks (each costs seconds)."""
     out: dict[str, Any] = {"primitives": _primitives(rank)}
-    for name in PRESETS:
+    for name in TRAINED_PRESETS:
         agent = build(name)
         out[f"{name}/initial"] = state_tensors(agent)
         with Sampler() as sampler:
@@ -459,7 +446,7 @@ def _concatenated(ranks: list[dict[str, Any]], name: str) -> list[tuple[Tensor, 
     return out
 
 
-@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("name", TRAINED_PRESETS)
 def test_update_equals_single_process_update_on_the_same_trajectories(
     training: dict[str, Any], name: str
 ) -> None:
@@ -487,7 +474,7 @@ def test_update_equals_single_process_update_on_the_same_trajectories(
             )
 
 
-@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("name", TRAINED_PRESETS)
 def test_ranks_stay_bitwise_identical(training: dict[str, Any], name: str) -> None:
     first, second = (r[f"{name}/four"] for r in training["ranks"])
     assert first.keys() == second.keys()
@@ -543,7 +530,7 @@ CONVERGE: dict[str, Any] = {"net_arch": (32, 32), "batch_size": 16, "learning_ra
 
 def _converge(rank: int) -> dict[str, tuple[int, float]]:
     out = {}
-    for name in PRESETS:
+    for name in TRAINED_PRESETS:
         agent = build(name, **CONVERGE)
         callback = ExactEvalCallback(eval_freq=5, tv_threshold=TV_THRESHOLD)
         agent.learn(total_trajectories=TV_BUDGET, callback=callback)
@@ -557,7 +544,7 @@ def converged() -> list[dict[str, tuple[int, float]]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("name", TRAINED_PRESETS)
 def test_two_ranks_reach_the_tv_threshold_of_one_process(
     converged: list[dict[str, tuple[int, float]]], name: str
 ) -> None:
