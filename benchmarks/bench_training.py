@@ -219,8 +219,9 @@ def time_agent(
         "rates": rates,
         "floors": floors,
         "shares": [r / f for r, f in zip(rates, floors, strict=True)],
-        # only for the agents of FLOORS_AT_DISTINCT (empty for the others)
-        "distinct_shares": [r / f for r, f in zip(rates, distinct_floors)],
+        "distinct_shares": (  # only for the agents of FLOORS_AT_DISTINCT
+            [r / f for r, f in zip(rates, distinct_floors, strict=True)] if distinct_floors else []
+        ),
         "length": statistics.mean(lengths),
         "rollout_batch": statistics.mean(s[0] for s in shapes),
         "flat_batch": statistics.mean(s[1] for s in shapes),
