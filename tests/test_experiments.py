@@ -262,6 +262,16 @@ def test_shipped_configs_are_valid() -> None:
         check_experiment(quick)
 
 
+def test_recorded_config_of_a_shipped_experiment_names_no_machine_path(tmp_path: Path) -> None:
+    """experiment.json and the summaries name a shipped config relative to the repository, so
+    committed results do not carry the path of the machine they ran on; other configs stay."""
+    shipped = load_experiment(shipped_configs()["paper/tfbind8"])
+    assert shipped.to_json()["config"] == "configs/paper/tfbind8.toml"
+    own = tmp_path / "mine.toml"
+    shutil.copy(shipped_configs()["paper/tfbind8"], own)
+    assert load_experiment(str(own)).to_json()["config"] == str(own)
+
+
 # ---------------------------------------------------------------------------- claims
 def test_claim_rule() -> None:
     claim = Claim("tv", 0.1, ("RL-G", "RL-T"), ("TB", "DB"))

@@ -170,7 +170,7 @@ class Experiment:
     def to_json(self) -> dict[str, Any]:
         """A JSON view of the experiment (what ``experiment.json`` holds)."""
         return {
-            "config": self.path,
+            "config": portable_path(self.path),
             "name": self.name,
             "description": self.description,
             "env": {"id": self.env_id, "kwargs": self.env_kwargs},
@@ -379,6 +379,15 @@ def shipped_configs() -> dict[str, Path]:
         path.relative_to(SHIPPED).with_suffix("").as_posix(): path
         for path in sorted(SHIPPED.rglob("*.toml"))
     }
+
+
+def portable_path(config: str | Path) -> str:
+    """A shipped config's path relative to the repository (``configs/paper/tfbind8.toml``), so
+    that recorded results do not name the machine they ran on; any other path as given."""
+    resolved = Path(config).resolve()
+    if resolved.is_relative_to(SHIPPED):
+        return (Path(SHIPPED.name) / resolved.relative_to(SHIPPED)).as_posix()
+    return str(config)
 
 
 def resolve_config(config: str) -> str:

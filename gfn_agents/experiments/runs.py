@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from gfn_agents import evaluate_sampler
-from gfn_agents.experiments.config import Experiment
+from gfn_agents.experiments.config import Experiment, portable_path
 from gfn_agents.experiments.files import read_json, write_bytes, write_json, write_npy
 from gfn_agents.experiments.learners import (
     CHECKPOINT,
@@ -317,7 +317,7 @@ class _Run:
         ]
         record = {
             "experiment": job.experiment.name,
-            "config": job.experiment.path,
+            "config": portable_path(job.experiment.path),
             "config_hash": job.config_hash,
             "agent": job.label,
             "agent_name": spec.name,
